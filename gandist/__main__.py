@@ -1,0 +1,5 @@
+import sys
+
+from gandist.cli import main
+
+sys.exit(main())

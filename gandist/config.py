@@ -1,0 +1,358 @@
+"""Typed run configuration: YAML -> dataclasses, dotted overrides, validation with suggestions.
+
+Every section is a dataclass so the trainer never reads raw dicts. Validation happens once, at
+load, and every error names the file and the dotted key so a typo never reaches a 2-hour job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the file and key."""
+
+
+def _choice(default: str, choices: tuple[str, ...], doc: str = "") -> Any:
+    return field(default=default, metadata={"choices": choices, "doc": doc})
+
+
+NORMS = ("batch", "instance", "layer", "spectral", "none")
+
+
+@dataclass
+class ModelConfig:
+    """Generator/discriminator architecture. Sizes come from the data (channels, resolution)."""
+
+    arch: str = _choice("dcgan", ("dcgan", "mlp", "toy"))
+    z_dim: int = 100
+    # MLP / toy hidden layer widths, input side first.
+    g_hidden: list[int] = field(default_factory=lambda: [256, 512, 1024])
+    d_hidden: list[int] = field(default_factory=lambda: [512, 256])
+    # DCGAN: channels at the highest resolution; each halving of resolution doubles them.
+    g_width: int = 64
+    d_width: int = 64
+    kernel: int = 4
+    g_upsample: str = _choice("transposed", ("transposed", "upsample_conv"))
+    g_norm: str = _choice("batch", NORMS)
+    d_norm: str = _choice("batch", NORMS)
+    norm_eps: float = 1e-5
+    dropout: float = 0.0
+    leaky_slope: float = 0.2
+    # none: unconditional; concat: label embedding joined to z and to D's input (CGAN);
+    # project: projection discriminator; acgan: conditional G plus an auxiliary classifier in D.
+    condition: str = _choice("none", ("none", "concat", "project", "acgan"))
+    embed_dim: int = 50
+    init: str = _choice("normal", ("normal", "default"))
+
+
+@dataclass
+class LossConfig:
+    """Adversarial loss plus the critic regularizer."""
+
+    adversarial: str = _choice("ns", ("ns", "minimax", "wasserstein", "hinge", "lsgan"))
+    penalty: str = _choice("none", ("none", "clip", "gp", "r1"))
+    clip_value: float = 0.01
+    gp_weight: float = 10.0
+    gp_one_sided: bool = False
+    r1_gamma: float = 10.0
+    aux_weight: float = 1.0
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = _choice("adam", ("adam", "rmsprop", "sgd"))
+    lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    alpha: float = 0.99
+    eps: float = 1e-8
+
+
+@dataclass
+class OptimConfig:
+    g: OptimizerConfig = field(default_factory=OptimizerConfig)
+    d: OptimizerConfig = field(default_factory=OptimizerConfig)
+
+
+@dataclass
+class TrainConfig:
+    """Loop length, batch, precision, cadence of samples/checkpoints/logs."""
+
+    steps: int = 2000  # generator updates; each follows n_critic discriminator updates
+    n_critic: int = 1
+    batch_size: int = 64  # global batch over all processes; each rank takes its slice
+    seed: int = 0
+    precision: str = _choice("no", ("no", "bf16", "fp16"))
+    ema: bool = False
+    ema_decay: float = 0.999
+    output_dir: str = "runs"
+    run_name: str = ""  # empty: <config name>-<timestamp>
+    resume: str = "none"  # none | auto | path to a checkpoint directory
+    sample_every: int = 500
+    num_samples: int = 64
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    log_every: int = 50
+
+
+@dataclass
+class DataConfig:
+    """Where images or points come from. `source` is `name` or `name:argument`."""
+
+    source: str = "digits"
+    image_size: int = 0  # 0: the source's native size
+    channels: int = 0  # 0: the source's native channels
+    root: str = "data"
+    download: bool = False
+    n_samples: int = 0  # generated sources (shapes, toy2d): 0 picks the source default
+    points_key: str = ""  # variable name inside a .mat/.npz points file
+    seed: int = 0  # generation seed for procedural sources
+    workers: int = 0  # loader worker processes for file-backed sources
+
+
+@dataclass
+class DistConfig:
+    world_size: int = 0  # expected processes; 0 trusts the launcher's WORLD_SIZE
+    check_consistency_every: int = 0  # 0: off; else compare parameters across ranks every N steps
+    sync_batchnorm: bool = False
+    timeout_s: int = 1800
+
+
+@dataclass
+class TrackingConfig:
+    wandb: str = _choice("auto", ("auto", "offline", "online", "disabled"))
+    project: str = "gandist"
+    entity: str = ""
+    group: str = ""
+    job_type: str = "train"
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvalConfig:
+    every: int = 0  # 0: only at the end; metrics that fit the data kind (toy2d: mode coverage)
+    n_samples: int = 2000
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    name: str = ""  # recipe name; defaults to the YAML file's stem
+
+
+# ---------------------------------------------------------------- building from dicts
+
+
+def _fail(origin: str, key: str, msg: str) -> ConfigError:
+    return ConfigError(f"{origin}: {key}: {msg}")
+
+
+def _check_value(value: Any, tp: Any, origin: str, key: str) -> Any:
+    origin_tp = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise _fail(origin, key, f"expected a mapping (section), got {type(value).__name__}")
+        return _build(tp, value, origin, key)
+    if origin_tp in (list, tuple):
+        (item_tp,) = typing.get_args(tp)[:1]
+        if not isinstance(value, list):
+            raise _fail(origin, key, f"expected a list, got {value!r}")
+        return [_check_value(v, item_tp, origin, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin_tp in (typing.Union, types.UnionType):
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _fail(origin, key, f"expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(origin, key, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(origin, key, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise _fail(origin, key, f"expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _build(cls: type, raw: dict[str, Any], origin: str, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+            hint = f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else ""
+            valid = ", ".join(sorted(fields))
+            raise _fail(origin, dotted, f"unknown key{hint} (valid keys here: {valid})")
+        value = _check_value(value, hints[key], origin, dotted)
+        choices = fields[key].metadata.get("choices")
+        if choices and value not in choices:
+            close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise _fail(origin, dotted, f"{value!r} is not one of {', '.join(choices)}{hint}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`optim.d.lr=1e-4` -> {"optim": {"d": {"lr": 1e-4}}}; values are parsed as YAML scalars."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. train.n_critic=5")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r}: empty key segment")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    # `1e-4` is a string for PyYAML's YAML 1.1 resolver; numbers should stay numbers.
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value) if any(c in value for c in ".eE") else value
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return _fix_yaml11_floats(raw)
+
+
+def _fix_yaml11_floats(node: Any) -> Any:
+    """PyYAML reads `1e-4` (no dot) as a string; treat such scalars as the numbers users meant."""
+    if isinstance(node, dict):
+        return {k: _fix_yaml11_floats(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fix_yaml11_floats(v) for v in node]
+    if isinstance(node, str):
+        try:
+            return (
+                float(node) if "e" in node.lower() and node.strip()[0] in "+-.0123456789" else node
+            )
+        except ValueError:
+            return node
+    return node
+
+
+def from_dict(raw: dict[str, Any], origin: str = "<config>") -> Config:
+    cfg = _build(Config, raw, origin)
+    validate(cfg, origin)
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Load a YAML recipe, apply `a.b=c` overrides, validate; errors name the file and the key."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    raw.setdefault("name", path.stem)
+    for text in overrides or []:
+        raw = _deep_merge(raw, parse_override(text))
+    origin = f"{path}" + (f" (with overrides {' '.join(overrides)})" if overrides else "")
+    return from_dict(raw, origin)
+
+
+def validate(cfg: Config, origin: str = "<config>") -> None:
+    """Cross-field rules that a single key's type cannot express."""
+    m, lo, t = cfg.model, cfg.loss, cfg.train
+    positive = {
+        "model.z_dim": m.z_dim,
+        "model.g_width": m.g_width,
+        "model.d_width": m.d_width,
+        "model.embed_dim": m.embed_dim,
+        "train.steps": t.steps,
+        "train.n_critic": t.n_critic,
+        "train.batch_size": t.batch_size,
+        "train.num_samples": t.num_samples,
+        "train.keep_checkpoints": t.keep_checkpoints,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise _fail(origin, key, f"must be > 0, got {value}")
+    for key in ("sample_every", "checkpoint_every", "log_every"):
+        if getattr(t, key) < 0:
+            raise _fail(origin, f"train.{key}", "must be >= 0 (0 disables)")
+    if m.kernel not in (4, 5):
+        raise _fail(origin, "model.kernel", f"DCGAN kernels are 4 or 5, got {m.kernel}")
+    if not 0.0 <= m.dropout < 1.0:
+        raise _fail(origin, "model.dropout", f"must be in [0, 1), got {m.dropout}")
+    if not 0.0 < t.ema_decay < 1.0:
+        raise _fail(origin, "train.ema_decay", f"must be in (0, 1), got {t.ema_decay}")
+    for net in ("g", "d"):
+        o = getattr(cfg.optim, net)
+        if o.lr <= 0:
+            raise _fail(origin, f"optim.{net}.lr", f"must be > 0, got {o.lr}")
+        if len(o.betas) != 2:
+            raise _fail(origin, f"optim.{net}.betas", f"needs two numbers, got {o.betas}")
+    if lo.penalty in ("gp", "r1") and m.d_norm == "batch":
+        raise _fail(
+            origin,
+            "model.d_norm",
+            f"loss.penalty={lo.penalty} needs a critic without BatchNorm: the penalty is a "
+            "per-sample input gradient, and BatchNorm mixes samples (so it is wrong, and it "
+            "differs between 1 and N processes). Use d_norm: layer, instance, spectral or none.",
+        )
+    if lo.penalty == "clip" and lo.clip_value <= 0:
+        raise _fail(origin, "loss.clip_value", f"must be > 0, got {lo.clip_value}")
+    if cfg.dist.check_consistency_every < 0:
+        raise _fail(origin, "dist.check_consistency_every", "must be >= 0 (0 disables)")
+    if t.resume not in ("none", "auto") and not t.resume.strip():
+        raise _fail(origin, "train.resume", "use none, auto, or a checkpoint directory")
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(dump_yaml(cfg))

@@ -1,0 +1,113 @@
+"""Label conditioning shared by all architectures.
+
+`model.condition`:
+- none: labels ignored.
+- concat: G gets embed(y) next to z (CGAN); D gets the label as an extra input (a 1 x H x W map
+  for conv nets, iCLEVR-style; concatenated features for MLPs).
+- project: G as concat; D is a projection discriminator (Miyato & Koyama 2018):
+  adv = linear(h) + <embed(y), h>.
+- acgan: G as concat; D sees only x and has an auxiliary classifier head on its features.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from gandist.config import ModelConfig
+from gandist.data.base import DatasetInfo
+
+CONDITIONS = ("none", "concat", "project", "acgan")
+
+
+def check_condition(cfg: ModelConfig, info: DatasetInfo) -> None:
+    """Fail at build time, with the config key, when the data cannot feed the chosen condition."""
+    if cfg.condition not in CONDITIONS:
+        raise ValueError(
+            f"model.condition: unknown {cfg.condition!r} (known: {', '.join(CONDITIONS)})"
+        )
+    if cfg.condition == "none":
+        return
+    if info.label_type == "none" or info.num_labels <= 0:
+        source = f" {info.source!r}" if info.source else ""
+        raise ValueError(
+            f"model.condition={cfg.condition!r} needs labels, but the data source{source} has no "
+            "labels (label_type none); set model.condition: none or use a labelled source"
+        )
+
+
+class LabelEncoder(nn.Module):
+    """Labels -> (B, dim) vectors: an embedding table for classes, a linear map for multi-hot.
+
+    The multi-hot map has no bias so that embed(y) is the sum of the active labels' vectors, the
+    same meaning an embedding row has for one class (and an empty label set maps to zero).
+    """
+
+    def __init__(self, label_type: str, num_labels: int, dim: int) -> None:
+        super().__init__()
+        self.label_type = label_type
+        if label_type == "class":
+            self.embed: nn.Module = nn.Embedding(num_labels, dim)
+        elif label_type == "multi":
+            self.embed = nn.Linear(num_labels, dim, bias=False)
+        else:
+            raise ValueError(f"cannot encode labels of type {label_type!r} (class or multi)")
+
+    def forward(self, y: Tensor | None) -> Tensor:
+        if y is None:
+            raise ValueError("this model is label-conditioned (model.condition) but got y=None")
+        if self.label_type == "class":
+            return self.embed(y.long().view(-1))
+        return self.embed(y.to(self.embed.weight.dtype))
+
+
+class LabelMap(nn.Module):
+    """Labels -> (B, 1, H, W) map, concatenated to a conv critic's input as an extra channel."""
+
+    def __init__(self, label_type: str, num_labels: int, embed_dim: int, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.encoder = LabelEncoder(label_type, num_labels, embed_dim)
+        self.to_map = nn.Linear(embed_dim, size * size)
+
+    def forward(self, y: Tensor | None) -> Tensor:
+        return self.to_map(self.encoder(y)).view(-1, 1, self.size, self.size)
+
+
+def generator_encoder(cfg: ModelConfig, info: DatasetInfo) -> LabelEncoder | None:
+    """Every conditional mode feeds G the same way: embed(y) concatenated to z."""
+    if cfg.condition == "none":
+        return None
+    return LabelEncoder(info.label_type, info.num_labels, cfg.embed_dim)
+
+
+def join_latent(z: Tensor, encoder: LabelEncoder | None, y: Tensor | None) -> Tensor:
+    """z or [z, embed(y)] along features."""
+    if encoder is None:
+        return z
+    return torch.cat([z, encoder(y).to(z.dtype)], dim=1)
+
+
+class CriticHead(nn.Module):
+    """Flattened critic features -> (adv logits (B,), aux logits (B, K) | None).
+
+    Raw logits only: the losses apply their own (stable) link functions.
+    """
+
+    def __init__(self, features: int, cfg: ModelConfig, info: DatasetInfo) -> None:
+        super().__init__()
+        self.linear = nn.Linear(features, 1)
+        self.project = (
+            LabelEncoder(info.label_type, info.num_labels, features)
+            if cfg.condition == "project"
+            else None
+        )
+        self.aux = nn.Linear(features, info.num_labels) if cfg.condition == "acgan" else None
+
+    def forward(self, h: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        # squeeze(-1), not squeeze(): a batch of one must stay (1,).
+        adv = self.linear(h).squeeze(-1)
+        if self.project is not None:
+            adv = adv + (self.project(y).to(h.dtype) * h).sum(dim=1)
+        aux = self.aux(h) if self.aux is not None else None
+        return adv, aux

@@ -1,0 +1,96 @@
+"""Adversarial losses as pure functions of raw critic logits.
+
+Every term is a mean over the local batch: with equal local batches, DDP's gradient average over
+ranks then equals the gradient of the same loss on the global batch. Log-sigmoid terms use
+softplus (log(1 + e^x)), which never overflows, instead of log(sigmoid(x)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gandist.registry import Registry
+
+
+class AdversarialLoss(NamedTuple):
+    """`d(real_logits, fake_logits)` and `g(fake_logits)`, both scalars to minimise."""
+
+    name: str
+    d: Callable[[Tensor, Tensor], Tensor]
+    g: Callable[[Tensor], Tensor]
+
+
+LOSSES: Registry[AdversarialLoss] = Registry("adversarial loss")
+
+
+def _bce_d(real: Tensor, fake: Tensor) -> Tensor:
+    # -log D(x) - log(1 - D(G(z))) with D = sigmoid: softplus(-real) + softplus(fake).
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def _ns_g(fake: Tensor) -> Tensor:
+    # Non-saturating: maximise log D(G(z)) -> minimise softplus(-fake).
+    return F.softplus(-fake).mean()
+
+
+def _minimax_g(fake: Tensor) -> Tensor:
+    # Original minimax: minimise log(1 - sigmoid(fake)) = -softplus(fake).
+    return -F.softplus(fake).mean()
+
+
+def _wasserstein_d(real: Tensor, fake: Tensor) -> Tensor:
+    return fake.mean() - real.mean()
+
+
+def _neg_mean(fake: Tensor) -> Tensor:
+    return -fake.mean()
+
+
+def _hinge_d(real: Tensor, fake: Tensor) -> Tensor:
+    return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+
+
+def _lsgan_d(real: Tensor, fake: Tensor) -> Tensor:
+    return 0.5 * ((real - 1.0).pow(2).mean() + fake.pow(2).mean())
+
+
+def _lsgan_g(fake: Tensor) -> Tensor:
+    return 0.5 * (fake - 1.0).pow(2).mean()
+
+
+for _loss in (
+    AdversarialLoss("ns", _bce_d, _ns_g),
+    AdversarialLoss("minimax", _bce_d, _minimax_g),
+    AdversarialLoss("wasserstein", _wasserstein_d, _neg_mean),
+    AdversarialLoss("hinge", _hinge_d, _neg_mean),
+    AdversarialLoss("lsgan", _lsgan_d, _lsgan_g),
+):
+    LOSSES.register(_loss.name)(_loss)
+
+
+def get_loss(name: str) -> AdversarialLoss:
+    """The loss for `loss.adversarial`; unknown names raise with a suggestion."""
+    return LOSSES.get(name)
+
+
+def aux_loss(aux_logits: Tensor, y: Tensor, label_type: str) -> Tensor:
+    """ACGAN classifier loss on raw logits (cross_entropy applies log-softmax itself).
+
+    "class": y int64 (B,); "multi": y multi-hot (B, K), one independent sigmoid per label.
+    """
+    if label_type == "class":
+        return F.cross_entropy(aux_logits, y.long().view(-1))
+    if label_type == "multi":
+        return F.binary_cross_entropy_with_logits(aux_logits, y.to(aux_logits.dtype))
+    raise ValueError(f"aux_loss needs class or multi labels, got label_type {label_type!r}")
+
+
+def wasserstein_estimate(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """mean D(real) - mean D(fake): the critic's W1 estimate, detached because it is only logged."""
+    with torch.no_grad():
+        return real_logits.mean() - fake_logits.mean()

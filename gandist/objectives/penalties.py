@@ -1,0 +1,98 @@
+"""Critic regularisers: WGAN-GP gradient penalty, R1, and WGAN weight clipping.
+
+Both gradient penalties are per-sample input gradients, which is what keeps them correct under
+DDP and AMP (research note sections 1-2):
+- differentiate `adv.sum()`, never `.mean()`: with the mean every gradient shrinks by 1/local
+  batch, so the penalty depends on how the global batch is split over ranks;
+- norms are per sample (`grad.flatten(1)`), never over the whole batch;
+- under fp16 AMP the critic output is scaled before autograd.grad (so small input gradients do not
+  underflow) and the gradients are then multiplied by 1/scale: the penalty must see true
+  gradients, or it explodes by scale^2 and the critic collapses.
+The weight (lambda, gamma/2) is applied by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+Critic = Callable[[Tensor, Tensor | None], tuple[Tensor, Tensor | None]]
+
+
+def interpolate(real: Tensor, fake: Tensor, eps: Tensor) -> Tensor:
+    """x_hat = eps * real + (1 - eps) * fake, one eps per sample, as a fresh leaf needing grad.
+
+    The caller draws eps (B,) so it can slice it from a global-batch generator; detaching keeps
+    the penalty's graph from reaching G or the data.
+    """
+    if eps.shape != real.shape[:1]:
+        raise ValueError(f"eps must have shape ({real.shape[0]},), got {tuple(eps.shape)}")
+    e = eps.to(real.dtype).view(-1, *([1] * (real.dim() - 1)))
+    x_hat = e * real.detach() + (1.0 - e) * fake.detach()
+    return x_hat.detach().requires_grad_(True)
+
+
+def _input_grad(critic: Critic, x: Tensor, y: Tensor | None, scaler: object | None) -> Tensor:
+    """d sum_i D(x_i) / dx as a differentiable graph, with the AMP scale applied and removed."""
+    if not x.requires_grad:
+        raise ValueError(
+            "the penalty input must require grad (use interpolate() or .requires_grad_())"
+        )
+    adv, _ = critic(x, y)
+    out = adv.sum()
+    scaled = scaler is not None and scaler.is_enabled()
+    if scaled:
+        out = scaler.scale(out)
+    (grad,) = torch.autograd.grad(out, x, create_graph=True)
+    if scaled:
+        # Plain multiplication, not scaler.unscale_(): that acts on optimizer grads, not on these.
+        grad = grad * (1.0 / scaler.get_scale())
+    # Norms in at least float32: fp16/bf16 squares lose precision and can overflow.
+    return grad.flatten(1).to(torch.promote_types(grad.dtype, torch.float32))
+
+
+def gradient_penalty(
+    critic: Critic,
+    x_hat: Tensor,
+    y: Tensor | None,
+    *,
+    one_sided: bool = False,
+    scaler: object | None = None,
+) -> tuple[Tensor, Tensor]:
+    """WGAN-GP: mean_i (||grad D(x_hat_i)|| - 1)^2 (one-sided: relu(||.|| - 1)^2).
+
+    Returns (penalty, detached mean gradient norm for logging). `scaler`: an enabled
+    torch.amp.GradScaler under fp16 AMP, else None.
+    """
+    norms = _input_grad(critic, x_hat, y, scaler).norm(2, dim=1)
+    excess = norms - 1.0
+    if one_sided:
+        excess = torch.relu(excess)
+    return excess.pow(2).mean(), norms.detach().mean()
+
+
+def r1_penalty(
+    critic: Critic, real: Tensor, y: Tensor | None, *, scaler: object | None = None
+) -> tuple[Tensor, Tensor]:
+    """R1 (Mescheder et al. 2018): mean_i ||grad_x D(real_i)||^2; the caller multiplies by gamma/2.
+
+    Returns (penalty, detached mean gradient norm).
+    """
+    x = real.detach().requires_grad_(True)
+    sq = _input_grad(critic, x, y, scaler).pow(2).sum(dim=1)
+    return sq.mean(), sq.detach().sqrt().mean()
+
+
+@torch.no_grad()
+def clip_weights_(module: nn.Module, c: float) -> None:
+    """Clamp every parameter of `module` to [-c, c] in place (original WGAN).
+
+    Call it on every rank after each critic step: clamping only on the main process would let
+    the ranks' critics drift apart.
+    """
+    if c <= 0:
+        raise ValueError(f"loss.clip_value must be > 0, got {c}")
+    for p in module.parameters():
+        p.clamp_(-c, c)

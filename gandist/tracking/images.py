@@ -1,0 +1,54 @@
+"""Pictures of a generator: image grids (torchvision) and 2-D point scatters (matplotlib)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import save_image  # noqa: E402
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
+    """Write (N, C, H, W) images in [-1, 1] as one PNG grid; rows of `nrow` images."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(images.shape[0]))))
+    save_image(
+        images.detach().float().cpu(),
+        str(path),
+        nrow=nrow,
+        normalize=True,
+        value_range=(-1, 1),
+        padding=2,
+    )
+    return path
+
+
+def save_scatter(
+    fake: torch.Tensor,
+    path: str | Path,
+    real: torch.Tensor | None = None,
+    title: str = "",
+) -> Path:
+    """Write generated (and optionally real) 2-D points as a scatter plot PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    if real is not None:
+        r = real.detach().float().cpu().numpy()
+        ax.scatter(r[:, 0], r[:, 1], s=3, c="tab:blue", alpha=0.3, label="real")
+    f = fake.detach().float().cpu().numpy()
+    ax.scatter(f[:, 0], f[:, 1], s=3, c="tab:orange", alpha=0.6, label="generated")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.legend(loc="upper right", markerscale=4)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,157 @@
+"""Checkpoints that a crash cannot corrupt, and the exports that sampling reads.
+
+Layout: `<run>/checkpoints/step_<N>/` holds accelerate's full state (models, optimizers, scaler,
+RNG of every rank) plus `generator.safetensors`, `discriminator.safetensors`,
+`ema_generator.safetensors` (EMA on), `trainer_state.json` and `config.yaml`. A checkpoint is
+written under a hidden temporary name, flushed, and renamed into place; only then does
+`checkpoints/latest` (a one-line text file) name it. So the newest *complete* checkpoint is always
+what `latest` says, whatever moment a process dies at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+
+STEP_DIR = re.compile(r"^step_(\d+)$")
+LATEST = "latest"
+
+
+def checkpoints_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as fh:
+                os.fsync(fh.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def state_dict_for_export(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A module's tensors as contiguous CPU tensors (safetensors refuses shared/strided ones)."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+
+
+def save_checkpoint(
+    accelerator: Accelerator,
+    run_dir: Path,
+    step: int,
+    exports: dict[str, torch.nn.Module],
+    trainer_state: dict[str, Any],
+    config_yaml: str,
+    keep: int,
+    before_rename: Callable[[Path], None] | None = None,
+) -> Path:
+    """Save on all ranks (accelerate writes each rank's RNG); the main process finalises.
+
+    `exports` maps a file stem (e.g. "generator") to the unwrapped module to write as
+    `<stem>.safetensors`. Returns the final directory.
+    """
+    root = checkpoints_dir(run_dir)
+    final = root / f"step_{step}"
+    tmp = root / f".tmp_step_{step}"
+    if accelerator.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        for stem, module in exports.items():
+            save_file(state_dict_for_export(module), str(tmp / f"{stem}.safetensors"))
+        (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2))
+        (tmp / "config.yaml").write_text(config_yaml)
+        if before_rename is not None:
+            before_rename(tmp)
+        _fsync_tree(tmp)
+        if final.exists():  # same step saved twice (e.g. signal right after a periodic save)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _write_atomic(root / LATEST, final.name + "\n")
+        prune_checkpoints(root, keep)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints under `root`, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def prune_checkpoints(root: Path, keep: int) -> None:
+    """Keep the newest `keep` checkpoints (and never the one `latest` names); drop stale temps."""
+    latest = latest_checkpoint(root.parent)
+    for p in list_checkpoints(root)[:-keep] if keep > 0 else []:
+        if latest is None or p.resolve() != latest.resolve():
+            shutil.rmtree(p, ignore_errors=True)
+    for p in root.glob(".tmp_step_*"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint `latest` names, falling back to the newest complete `step_N` directory."""
+    root = checkpoints_dir(run_dir)
+    pointer = root / LATEST
+    if pointer.is_file():
+        candidate = root / pointer.read_text().strip()
+        if (candidate / "trainer_state.json").is_file():
+            return candidate
+    complete = [p for p in list_checkpoints(root) if (p / "trainer_state.json").is_file()]
+    return complete[-1] if complete else None
+
+
+def read_trainer_state(ckpt: Path) -> dict[str, Any]:
+    path = Path(ckpt) / "trainer_state.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{ckpt} is not a gandist checkpoint (no trainer_state.json); pass a "
+            "<run>/checkpoints/step_<N> directory or a run directory"
+        )
+    return json.loads(path.read_text())
+
+
+def load_module_weights(module: torch.nn.Module, path: Path) -> None:
+    """Load a `.safetensors` export into a module (safetensors only: no pickle is executed)."""
+    module.load_state_dict(load_file(str(path)))
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run directory or a checkpoint directory -> the checkpoint directory to read."""
+    p = Path(path)
+    if (p / "trainer_state.json").is_file():
+        return p
+    latest = latest_checkpoint(p)
+    if latest is None:
+        raise FileNotFoundError(
+            f"{p}: no checkpoint found (expected {p}/checkpoints/latest or a step_<N> directory "
+            "with trainer_state.json)"
+        )
+    return latest

@@ -1,0 +1,114 @@
+"""One discriminator update and one generator update, written out as explicit phases.
+
+The DDP/AMP discipline lives here (research note §1-4): D and G are separate DDP modules; the
+penalty is taken through the wrapped critic with `autograd.grad` on the (AMP-scaled) output and
+then folded into the one ordinary backward that fires DDP's allreduce; weight clipping runs after
+every D step on every rank; during the G step D is frozen and not synchronised, so a G step can
+neither change D nor leave stale gradients on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from gandist.config import LossConfig
+from gandist.objectives.losses import aux_loss, wasserstein_estimate
+from gandist.objectives.penalties import clip_weights_, gradient_penalty, interpolate, r1_penalty
+
+
+@dataclass
+class GANParts:
+    """The prepared (possibly DDP-wrapped) networks and optimizers of a run."""
+
+    accelerator: Accelerator
+    G: nn.Module
+    D: nn.Module
+    opt_g: Any
+    opt_d: Any
+    loss: Any  # an adversarial loss from objectives.losses.LOSSES
+    loss_cfg: LossConfig
+    label_type: str
+
+    @property
+    def D_plain(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self.D)
+
+    @property
+    def G_plain(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self.G)
+
+
+def _cond(parts: GANParts, y: torch.Tensor) -> torch.Tensor | None:
+    return None if parts.label_type == "none" else y
+
+
+def discriminator_step(
+    parts: GANParts, real: torch.Tensor, y: torch.Tensor, z: torch.Tensor, eps: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """One critic update on this rank's slice; returns detached metrics (no host sync)."""
+    acc, D, lc = parts.accelerator, parts.D, parts.loss_cfg
+    cond = _cond(parts, y)
+    with torch.no_grad():
+        fake = parts.G(z, cond)
+    real_out, real_aux = D(real, cond)
+    fake_out, fake_aux = D(fake, cond)
+    real_out, fake_out = real_out.float(), fake_out.float()
+    loss = parts.loss.d(real_out, fake_out)
+    metrics: dict[str, torch.Tensor] = {
+        "d/loss_adv": loss.detach(),
+        "d/real_score": real_out.detach().mean(),
+        "d/fake_score": fake_out.detach().mean(),
+        "d/wasserstein": wasserstein_estimate(real_out.detach(), fake_out.detach()),
+    }
+    if real_aux is not None and fake_aux is not None:
+        aux = aux_loss(real_aux.float(), y, parts.label_type) + aux_loss(
+            fake_aux.float(), y, parts.label_type
+        )
+        loss = loss + lc.aux_weight * aux
+        metrics["d/loss_aux"] = aux.detach()
+    if lc.penalty == "gp":
+        x_hat = interpolate(real, fake, eps)
+        gp, gnorm = gradient_penalty(D, x_hat, cond, one_sided=lc.gp_one_sided, scaler=acc.scaler)
+        loss = loss + lc.gp_weight * gp
+        metrics["d/gp"], metrics["d/gp_grad_norm"] = gp.detach(), gnorm
+    elif lc.penalty == "r1":
+        r1, gnorm = r1_penalty(D, real, cond, scaler=acc.scaler)
+        loss = loss + 0.5 * lc.r1_gamma * r1
+        metrics["d/r1"], metrics["d/r1_grad_norm"] = r1.detach(), gnorm
+    parts.opt_d.zero_grad(set_to_none=True)
+    acc.backward(loss)
+    parts.opt_d.step()
+    if lc.penalty == "clip":
+        clip_weights_(parts.D_plain, lc.clip_value)
+    metrics["d/loss"] = loss.detach()
+    return metrics
+
+
+def generator_step(parts: GANParts, y: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One generator update through a frozen, unsynchronised critic."""
+    acc, D = parts.accelerator, parts.D
+    cond = _cond(parts, y)
+    d_plain = parts.D_plain
+    d_plain.requires_grad_(False)
+    try:
+        with acc.no_sync(D):
+            fake = parts.G(z, cond)
+            fake_out, fake_aux = D(fake, cond)
+            loss = parts.loss.g(fake_out.float())
+            metrics = {"g/loss_adv": loss.detach()}
+            if fake_aux is not None:
+                aux = aux_loss(fake_aux.float(), y, parts.label_type)
+                loss = loss + parts.loss_cfg.aux_weight * aux
+                metrics["g/loss_aux"] = aux.detach()
+            parts.opt_g.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            parts.opt_g.step()
+    finally:
+        d_plain.requires_grad_(True)
+    metrics["g/loss"] = loss.detach()
+    return metrics

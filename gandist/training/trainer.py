@@ -1,0 +1,422 @@
+"""The training loop: n_critic discriminator steps, one generator step, repeat.
+
+The trainer orchestrates: it builds the parts from the config, feeds them per-rank batches and
+global-batch noise, and decides when to log, sample and checkpoint. Model and loss math live in
+`gandist.models` and `gandist.objectives`; the update phases in `training.steps`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.utils import broadcast_object_list
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from gandist import __version__
+from gandist.config import Config, dump_yaml
+from gandist.data.base import DatasetInfo, SourceData
+from gandist.data.sources import load_source
+from gandist.data.stream import BatchStream, RankBatchStream
+from gandist.models import build_discriminator, build_generator
+from gandist.objectives.losses import LOSSES
+from gandist.tracking.images import save_grid, save_scatter
+from gandist.tracking.run_log import RunLog
+from gandist.tracking.wandb_run import init_kwargs, new_run_id, resolve_mode
+from gandist.training import checkpoint as ckpt
+from gandist.training.distributed import (
+    assert_world_size,
+    build_accelerator,
+    check_consistency,
+    sync_buffers,
+)
+from gandist.training.noise import GlobalNoise, fixed_noise
+from gandist.training.optimizers import build_optimizer
+from gandist.training.steps import GANParts, discriminator_step, generator_step
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    checkpoint: Path | None
+    samples_dir: Path
+    wandb_dir: Path | None
+
+
+def choose_run_dir(cfg: Config) -> Path:
+    """Where this run writes. `resume=auto` reuses `<output_dir>/<name>`; a fresh run never
+    overwrites an earlier one (it takes `<name>-2`, `<name>-3`, ...)."""
+    t = cfg.train
+    if t.resume not in ("none", "auto"):
+        return ckpt.resolve_checkpoint(t.resume).parent.parent
+    base = Path(t.output_dir) / (t.run_name or cfg.name or "run")
+    if t.resume == "auto":
+        return base
+    candidate, n = base, 1
+    while (candidate / "checkpoints").exists() or (candidate / "metrics.jsonl").exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def fixed_labels(source: SourceData, n: int) -> tuple[torch.Tensor | None, int]:
+    """Labels for sample grids: one row per class (class-sorted), or the first n label sets."""
+    info = source.info
+    if info.label_type == "class":
+        per_class = max(1, n // info.num_labels)
+        return torch.arange(info.num_labels).repeat_interleave(per_class), per_class
+    if info.label_type == "multi":
+        n = min(n, len(source))
+        if source.tensors is not None:
+            return source.tensors[1][:n].clone(), 0
+        return torch.stack([source.dataset[i][1] for i in range(n)]), 0
+    return None, 0
+
+
+def _real_points(source: SourceData, n: int) -> torch.Tensor:
+    if source.tensors is not None:
+        return source.tensors[0][:n]
+    return torch.stack([source.dataset[i][0] for i in range(min(n, len(source)))])
+
+
+class Trainer:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.mode = resolve_mode(cfg.tracking)
+        self.acc = build_accelerator(cfg, log_with=None if self.mode == "disabled" else "wandb")
+        acc = self.acc
+        assert_world_size(acc, cfg.dist.world_size)
+
+        self.source = load_source(cfg.data)
+        self.info: DatasetInfo = self.source.info
+        torch.manual_seed(cfg.train.seed)  # identical init on every rank and for every world size
+        G = build_generator(cfg.model, self.info)
+        D = build_discriminator(cfg.model, self.info)
+        if cfg.dist.sync_batchnorm:
+            if acc.num_processes > 1 and acc.device.type == "cpu":
+                raise ValueError(
+                    "dist.sync_batchnorm=true needs GPUs: SyncBatchNorm has no CPU (gloo) "
+                    "implementation for more than one process; set dist.sync_batchnorm=false"
+                )
+            G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(G)
+            D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(D)
+        opt_g = build_optimizer(G.parameters(), cfg.optim.g)
+        opt_d = build_optimizer(D.parameters(), cfg.optim.d)
+        G, D, opt_g, opt_d = acc.prepare(G, D, opt_g, opt_d)
+        self.parts = GANParts(
+            acc,
+            G,
+            D,
+            opt_g,
+            opt_d,
+            LOSSES.get(cfg.loss.adversarial),
+            cfg.loss,
+            self.info.label_type,
+        )
+        self.ema: AveragedModel | None = None
+        if cfg.train.ema:
+            self.ema = AveragedModel(
+                self.parts.G_plain,
+                use_buffers=True,
+                multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay),
+            )
+        self.stream: BatchStream = RankBatchStream(
+            self.source,
+            cfg.train.batch_size,
+            acc.process_index,
+            acc.num_processes,
+            seed=cfg.train.seed,
+            workers=cfg.data.workers,
+        )
+        self.noise = GlobalNoise(
+            cfg.train.seed, cfg.train.batch_size, acc.process_index, acc.num_processes
+        )
+        self.z_dim = cfg.model.z_dim
+        self.dtype = next(self.parts.G_plain.parameters()).dtype
+        self.step = 0
+        self.run_id = ""
+        self.images_seen = 0
+        self._resume()
+
+    # ------------------------------------------------------------------ set-up
+
+    def _resume(self) -> None:
+        cfg, acc = self.cfg, self.acc
+        chosen = [str(choose_run_dir(cfg)) if acc.is_main_process else None]
+        broadcast_object_list(chosen)
+        self.run_dir = Path(chosen[0])  # type: ignore[arg-type]
+        found: Path | None = None
+        if cfg.train.resume == "auto":
+            found = ckpt.latest_checkpoint(self.run_dir)
+        elif cfg.train.resume != "none":
+            found = ckpt.resolve_checkpoint(cfg.train.resume)
+        if found is not None:
+            acc.load_state(str(found))
+            state = ckpt.read_trainer_state(found)
+            self.step = int(state["step"])
+            self.images_seen = int(state.get("images_seen", 0))
+            self.stream.load_state_dict(state["data"])
+            self.run_id = state.get("wandb_run_id", "")
+            if self.ema is not None:
+                ckpt.load_module_weights(self.ema.module, found / "ema_generator.safetensors")
+                self.ema.n_averaged.fill_(int(state.get("ema_n_averaged", 0)))
+        self.resumed_from = found
+        if acc.is_main_process:
+            (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(dump_yaml(cfg))
+        if not self.run_id:
+            ids = [new_run_id() if acc.is_main_process else None]
+            broadcast_object_list(ids)
+            self.run_id = str(ids[0])
+        if self.mode != "disabled":
+            name = self.run_dir.name
+            acc.init_trackers(
+                cfg.tracking.project,
+                config=_flat_config(cfg),
+                init_kwargs={
+                    "wandb": init_kwargs(cfg.tracking, self.mode, self.run_id, self.run_dir, name)
+                },
+            )
+        self.fixed_y, self.grid_nrow = fixed_labels(self.source, cfg.train.num_samples)
+        n = cfg.train.num_samples if self.fixed_y is None else len(self.fixed_y)
+        self.fixed_z = fixed_noise(cfg.train.seed, n, self.z_dim)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = next(self.stream)
+        dev = self.acc.device
+        x = x.to(dev, dtype=self.dtype, non_blocking=True)
+        y = y.to(dev, non_blocking=True)
+        if y.is_floating_point():
+            y = y.to(self.dtype)
+        return x, y
+
+    def _noise(self, purpose: str) -> torch.Tensor:
+        z = self.noise.normal(self.step, purpose, self.z_dim)
+        return z.to(self.acc.device, dtype=self.dtype)
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One outer iteration: n_critic D updates, then one G update."""
+        metrics: dict[str, torch.Tensor] = {}
+        y = None
+        for k in range(self.cfg.train.n_critic):
+            x, y = self._batch()
+            z = self._noise(f"d{k}/z")
+            eps = self.noise.uniform(self.step, f"d{k}/eps").to(self.acc.device, self.dtype)
+            metrics.update(discriminator_step(self.parts, x, y, z, eps))
+        assert y is not None
+        metrics.update(generator_step(self.parts, y, self._noise("g/z")))
+        if self.ema is not None:
+            self.ema.update_parameters(self.parts.G_plain)
+        self.step += 1
+        self.images_seen += self.cfg.train.batch_size * self.cfg.train.n_critic
+        return metrics
+
+    def fit(self) -> TrainResult:
+        cfg, acc, t = self.cfg, self.acc, self.cfg.train
+        log = RunLog(acc, self.run_dir, t.steps, self.step, use_tracker=self.mode != "disabled")
+        if self.resumed_from is not None:
+            log.message(f"resumed from {self.resumed_from} at step {self.step}")
+        log.message(self._banner())
+        last_ckpt = self.resumed_from
+        window_t, window_img = time.perf_counter(), 0
+        metrics: dict[str, torch.Tensor] = {}
+        while self.step < t.steps:
+            metrics = self.train_step()
+            window_img += t.batch_size * t.n_critic
+            log.advance()
+            s = self.step
+            if cfg.dist.check_consistency_every and s % cfg.dist.check_consistency_every == 0:
+                check_consistency(acc, {"G": self.parts.G_plain, "D": self.parts.D_plain})
+            if t.log_every and (s % t.log_every == 0 or s == t.steps):
+                elapsed = time.perf_counter() - window_t
+                values = self._reduce(metrics)
+                values.update(self._perf(window_img / max(elapsed, 1e-9)))
+                self._guard(values)
+                log.scalars(s, values)
+                window_t, window_img = time.perf_counter(), 0
+            if t.sample_every and (s % t.sample_every == 0 or s == t.steps):
+                self.write_samples(log)
+            if t.checkpoint_every and s % t.checkpoint_every == 0:
+                last_ckpt = self.save()
+        if last_ckpt is None or _ckpt_step(last_ckpt) != self.step:
+            last_ckpt = self.save()
+        log.close()
+        wandb_dir = self._wandb_dir()
+        acc.end_training()
+        result = TrainResult(
+            self.run_dir, self.step, last_ckpt, self.run_dir / "samples", wandb_dir
+        )
+        if acc.is_main_process:
+            print(self._summary(result), flush=True)
+        return result
+
+    # ------------------------------------------------------------------ helpers
+
+    def _reduce(self, metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Mean of each metric over ranks (a collective: every rank calls it)."""
+        keys = sorted(metrics)
+        stacked = torch.stack([metrics[k].float().reshape(()) for k in keys])
+        stacked = self.acc.reduce(stacked, reduction="mean")
+        values = dict(zip(keys, stacked.tolist(), strict=True))
+        values["epoch"] = self.stream.epoch + self.stream.position / self.stream.batches_per_epoch
+        values["images_seen"] = float(self.images_seen)
+        values["lr/g"] = self.parts.opt_g.param_groups[0]["lr"]
+        values["lr/d"] = self.parts.opt_d.param_groups[0]["lr"]
+        for name, opt in (("g", self.parts.opt_g), ("d", self.parts.opt_d)):
+            if getattr(opt, "step_was_skipped", False):
+                values[f"amp/{name}_step_skipped"] = 1.0
+        return values
+
+    def _perf(self, img_per_s: float) -> dict[str, float]:
+        out = {
+            "perf/img_per_s": img_per_s,
+            "perf/img_per_s_per_device": img_per_s / self.acc.num_processes,
+        }
+        if torch.cuda.is_available():
+            out["perf/gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        return out
+
+    def _guard(self, values: dict[str, float]) -> None:
+        bad = [k for k in ("d/loss", "g/loss") if not math.isfinite(values.get(k, 0.0))]
+        if bad:
+            latest = ckpt.latest_checkpoint(self.run_dir)
+            raise FloatingPointError(
+                f"step {self.step}: non-finite {', '.join(bad)}; training stopped. The last good "
+                f"checkpoint is {latest or 'none (no checkpoint yet)'}. Lower the learning rates, "
+                "use train.precision=no, or check the penalty settings."
+            )
+
+    def generator_for_samples(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.parts.G_plain
+
+    @torch.no_grad()
+    def write_samples(self, log: RunLog | None = None) -> Path | None:
+        """Fixed-noise grid (or scatter) from the unwrapped G; every rank syncs buffers first."""
+        sync_buffers(self.acc, self.parts.G_plain, self.parts.D_plain)
+        if not self.acc.is_main_process:
+            return None
+        G = self.generator_for_samples()
+        was_training = G.training
+        G.eval()
+        z = self.fixed_z.to(self.acc.device, self.dtype)
+        y = None if self.fixed_y is None else self.fixed_y.to(self.acc.device)
+        if y is not None and y.is_floating_point():
+            y = y.to(self.dtype)
+        out = G(z, y)
+        G.train(was_training)
+        path = self.run_dir / "samples" / f"step_{self.step:06d}.png"
+        if self.info.kind == "points":
+            save_scatter(
+                out,
+                path,
+                real=_real_points(self.source, 2000),
+                title=f"{self.cfg.name} step {self.step}",
+            )
+        else:
+            save_grid(out, path, nrow=self.grid_nrow or None)
+        if log is not None:
+            log.image(self.step, "samples", path, caption=f"step {self.step}")
+        return path
+
+    def trainer_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "epoch": self.stream.epoch,
+            "data": self.stream.state_dict(),
+            "images_seen": self.images_seen,
+            "wandb_run_id": self.run_id,
+            "ema_n_averaged": int(self.ema.n_averaged.item()) if self.ema is not None else 0,
+            "world_size": self.acc.num_processes,
+            "gandist_version": __version__,
+            "config_name": self.cfg.name,
+            "data_info": {
+                "kind": self.info.kind,
+                "channels": self.info.channels,
+                "image_size": self.info.image_size,
+                "label_type": self.info.label_type,
+                "num_labels": self.info.num_labels,
+                "label_names": list(self.info.label_names),
+                "point_dim": self.info.point_dim,
+                "source": self.info.source,
+            },
+        }
+
+    def save(self) -> Path:
+        sync_buffers(self.acc, self.parts.G_plain, self.parts.D_plain)
+        exports = {"generator": self.parts.G_plain, "discriminator": self.parts.D_plain}
+        if self.ema is not None:
+            exports["ema_generator"] = self.ema.module
+        return ckpt.save_checkpoint(
+            self.acc,
+            self.run_dir,
+            self.step,
+            exports,
+            self.trainer_state(),
+            dump_yaml(self.cfg),
+            self.cfg.train.keep_checkpoints,
+        )
+
+    def _wandb_dir(self) -> Path | None:
+        if self.mode == "disabled" or not self.acc.is_main_process:
+            return None
+        try:
+            run = self.acc.get_tracker("wandb", unwrap=True)
+            return Path(run.dir).parent
+        except Exception:  # noqa: BLE001 - tracker absence must not fail a finished run
+            return None
+
+    def _banner(self) -> str:
+        i, t = self.info, self.cfg.train
+        shape = "x".join(map(str, i.sample_shape))
+        return (
+            f"gandist {__version__}: {self.cfg.name} | data {i.source} ({len(self.source)} "
+            f"samples, {shape}, labels {i.label_type}) | {self.acc.num_processes} process(es) on "
+            f"{self.acc.device.type}, precision {t.precision} | global batch {t.batch_size}, "
+            f"n_critic {t.n_critic}, {t.steps} steps | run dir {self.run_dir}"
+        )
+
+    def _summary(self, r: TrainResult) -> str:
+        lines = [
+            f"done: {r.step} steps",
+            f"  run directory : {r.run_dir}",
+            f"  sample grids  : {r.samples_dir}",
+            f"  checkpoint    : {r.checkpoint}",
+            f"  metrics       : {r.run_dir / 'metrics.jsonl'}",
+        ]
+        if r.wandb_dir is not None:
+            lines.append(f"  W&B ({self.mode}) : {r.wandb_dir}")
+            if self.mode == "offline":
+                lines.append(f"  upload later  : wandb sync {r.wandb_dir}")
+        return "\n".join(lines)
+
+
+def _ckpt_step(path: Path) -> int:
+    m = ckpt.STEP_DIR.match(path.name)
+    return int(m.group(1)) if m else -1
+
+
+def _flat_config(cfg: Config) -> dict[str, Any]:
+    from gandist.config import to_dict
+
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            flat[prefix] = node
+
+    walk("", to_dict(cfg))
+    return flat
+
+
+def train(cfg: Config) -> TrainResult:
+    return Trainer(cfg).fit()
