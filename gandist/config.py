@@ -94,6 +94,8 @@ class TrainConfig:
     batch_size: int = 64  # global batch over all processes; each rank takes its slice
     seed: int = 0
     precision: str = _choice("no", ("no", "bf16", "fp16"))
+    # float64 is for verification (1-vs-N-process equivalence to ~1e-10); training uses float32.
+    dtype: str = _choice("float32", ("float32", "float64"))
     ema: bool = False
     ema_decay: float = 0.999
     output_dir: str = "runs"
@@ -340,6 +342,9 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
         )
     if lo.penalty == "clip" and lo.clip_value <= 0:
         raise _fail(origin, "loss.clip_value", f"must be > 0, got {lo.clip_value}")
+    if t.dtype == "float64" and t.precision != "no":
+        raise _fail(origin, "train.dtype", "float64 cannot be combined with mixed precision; "
+                    "set train.precision=no")
     if cfg.dist.check_consistency_every < 0:
         raise _fail(origin, "dist.check_consistency_every", "must be >= 0 (0 disables)")
     if t.resume not in ("none", "auto") and not t.resume.strip():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,9 +106,14 @@ class Trainer:
                 )
             G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(G)
             D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(D)
+        if cfg.train.dtype == "float64":
+            G, D = G.double(), D.double()
         opt_g = build_optimizer(G.parameters(), cfg.optim.g)
         opt_d = build_optimizer(D.parameters(), cfg.optim.d)
-        G, D, opt_g, opt_d = acc.prepare(G, D, opt_g, opt_d)
+        with warnings.catch_warnings():
+            # torch renamed DDP's broadcast_buffers; accelerate still passes the old name.
+            warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+            G, D, opt_g, opt_d = acc.prepare(G, D, opt_g, opt_d)
         self.parts = GANParts(
             acc,
             G,
@@ -233,6 +239,7 @@ class Trainer:
             log.advance()
             s = self.step
             if cfg.dist.check_consistency_every and s % cfg.dist.check_consistency_every == 0:
+                sync_buffers(acc, self.parts.G_plain, self.parts.D_plain)
                 check_consistency(acc, {"G": self.parts.G_plain, "D": self.parts.D_plain})
             if t.log_every and (s % t.log_every == 0 or s == t.steps):
                 elapsed = time.perf_counter() - window_t

@@ -1,0 +1,79 @@
+"""Checkpoints: atomic finalisation, the `latest` pointer, pruning, safetensors-only loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from gandist.training import checkpoint as ckpt
+
+
+@pytest.fixture(scope="module")
+def acc() -> Accelerator:
+    return Accelerator(cpu=True)
+
+
+def save(acc: Accelerator, run: Path, step: int, keep: int = 3, hook=None) -> Path:
+    net = torch.nn.Linear(3, 2)
+    return ckpt.save_checkpoint(acc, run, step, {"generator": net}, {"step": step}, "a: 1\n",
+                                keep, before_rename=hook)
+
+
+def test_save_writes_everything_and_points_latest(acc: Accelerator, tmp_path: Path) -> None:
+    final = save(acc, tmp_path, 5)
+    assert final == tmp_path / "checkpoints" / "step_5"
+    for name in ("generator.safetensors", "trainer_state.json", "config.yaml",
+                 "random_states_0.pkl"):
+        assert (final / name).is_file(), name
+    assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "step_5"
+    assert json.loads((final / "trainer_state.json").read_text()) == {"step": 5}
+    assert ckpt.latest_checkpoint(tmp_path) == final
+    assert ckpt.resolve_checkpoint(tmp_path) == final and ckpt.resolve_checkpoint(final) == final
+
+
+def test_crash_before_rename_keeps_previous_latest(acc: Accelerator, tmp_path: Path) -> None:
+    good = save(acc, tmp_path, 1)
+
+    def die(tmp: Path) -> None:
+        raise KeyboardInterrupt("killed mid-checkpoint")
+
+    with pytest.raises(KeyboardInterrupt):
+        save(acc, tmp_path, 2, hook=die)
+    assert (tmp_path / "checkpoints" / ".tmp_step_2").is_dir()  # the half-written one
+    assert ckpt.latest_checkpoint(tmp_path) == good
+    save(acc, tmp_path, 3)  # the next save cleans the stale temporary
+    assert not (tmp_path / "checkpoints" / ".tmp_step_2").exists()
+
+
+def test_latest_falls_back_when_pointer_is_stale(acc: Accelerator, tmp_path: Path) -> None:
+    save(acc, tmp_path, 1)
+    second = save(acc, tmp_path, 2)
+    (tmp_path / "checkpoints" / "latest").write_text("step_99\n")
+    assert ckpt.latest_checkpoint(tmp_path) == second
+
+
+def test_prune_keeps_newest(acc: Accelerator, tmp_path: Path) -> None:
+    for s in (10, 20, 30, 40):
+        save(acc, tmp_path, s, keep=2)
+    names = [p.name for p in ckpt.list_checkpoints(tmp_path / "checkpoints")]
+    assert names == ["step_30", "step_40"]
+
+
+def test_exports_load_into_a_fresh_module(acc: Accelerator, tmp_path: Path) -> None:
+    final = save(acc, tmp_path, 1)
+    net = torch.nn.Linear(3, 2)
+    ckpt.load_module_weights(net, final / "generator.safetensors")
+    ref = torch.nn.Linear(3, 2)
+    ckpt.load_module_weights(ref, final / "generator.safetensors")
+    assert torch.equal(net.weight, ref.weight)
+
+
+def test_missing_checkpoint_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no checkpoint found"):
+        ckpt.resolve_checkpoint(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a gandist checkpoint"):
+        ckpt.read_trainer_state(tmp_path)
