@@ -6,6 +6,7 @@ data set has to be present: the data description travels in `trainer_state.json`
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +36,16 @@ def info_from_state(state: dict) -> DatasetInfo:
 def load_generator(
     path: str | Path, use_ema: bool = True
 ) -> tuple[torch.nn.Module, DatasetInfo, Path]:
-    """Build the generator of a run or checkpoint directory and load its exported weights."""
+    """Build the generator of a run or checkpoint directory and load its exported weights.
+
+    The returned info has label_type "none" when the model ignores labels, even if its data had
+    them, so callers condition exactly when the generator does.
+    """
     ck = resolve_checkpoint(path)
     cfg = load_config(ck / "config.yaml")
     info = info_from_state(read_trainer_state(ck))
+    if cfg.model.condition == "none":
+        info = dataclasses.replace(info, label_type="none")
     G = build_generator(cfg.model, info)
     weights = ck / "ema_generator.safetensors"
     if not (use_ema and weights.is_file()):

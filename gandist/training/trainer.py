@@ -7,6 +7,7 @@ global-batch noise, and decides when to log, sample and checkpoint. Model and lo
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
@@ -23,6 +24,7 @@ from gandist.config import Config, dump_yaml
 from gandist.data.base import DatasetInfo, SourceData
 from gandist.data.sources import load_source
 from gandist.data.stream import BatchStream, RankBatchStream
+from gandist.evaluation.toy_metrics import evaluate_modes
 from gandist.models import build_discriminator, build_generator
 from gandist.objectives.losses import LOSSES
 from gandist.tracking.images import save_grid, save_scatter
@@ -112,7 +114,9 @@ class Trainer:
         opt_d = build_optimizer(D.parameters(), cfg.optim.d)
         with warnings.catch_warnings():
             # torch renamed DDP's broadcast_buffers; accelerate still passes the old name.
-            warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+            warnings.filterwarnings(
+                "ignore", message=".*broadcast_buffers.*", category=FutureWarning
+            )
             G, D, opt_g, opt_d = acc.prepare(G, D, opt_g, opt_d)
         self.parts = GANParts(
             acc,
@@ -122,7 +126,7 @@ class Trainer:
             opt_d,
             LOSSES.get(cfg.loss.adversarial),
             cfg.loss,
-            self.info.label_type,
+            self.info.label_type if cfg.model.condition != "none" else "none",
         )
         self.ema: AveragedModel | None = None
         if cfg.train.ema:
@@ -188,7 +192,11 @@ class Trainer:
                     "wandb": init_kwargs(cfg.tracking, self.mode, self.run_id, self.run_dir, name)
                 },
             )
-        self.fixed_y, self.grid_nrow = fixed_labels(self.source, cfg.train.num_samples)
+        self.fixed_y, self.grid_nrow = (
+            fixed_labels(self.source, cfg.train.num_samples)
+            if cfg.model.condition != "none"
+            else (None, 0)
+        )
         n = cfg.train.num_samples if self.fixed_y is None else len(self.fixed_y)
         self.fixed_z = fixed_noise(cfg.train.seed, n, self.z_dim)
 
@@ -233,6 +241,7 @@ class Trainer:
         last_ckpt = self.resumed_from
         window_t, window_img = time.perf_counter(), 0
         metrics: dict[str, torch.Tensor] = {}
+        final_eval: dict[str, float] | None = None
         while self.step < t.steps:
             metrics = self.train_step()
             window_img += t.batch_size * t.n_critic
@@ -241,19 +250,31 @@ class Trainer:
             if cfg.dist.check_consistency_every and s % cfg.dist.check_consistency_every == 0:
                 sync_buffers(acc, self.parts.G_plain, self.parts.D_plain)
                 check_consistency(acc, {"G": self.parts.G_plain, "D": self.parts.D_plain})
+            values: dict[str, float] = {}
             if t.log_every and (s % t.log_every == 0 or s == t.steps):
                 elapsed = time.perf_counter() - window_t
                 values = self._reduce(metrics)
                 values.update(self._perf(window_img / max(elapsed, 1e-9)))
                 self._guard(values)
-                log.scalars(s, values)
                 window_t, window_img = time.perf_counter(), 0
+            if (cfg.eval.every and s % cfg.eval.every == 0) or s == t.steps:
+                scores = self.evaluate()
+                if scores is not None:
+                    values.update({f"eval/{k}": v for k, v in scores.items()})
+                    if s == t.steps:
+                        final_eval = scores
+            if values:
+                log.scalars(s, values)
             if t.sample_every and (s % t.sample_every == 0 or s == t.steps):
                 self.write_samples(log)
             if t.checkpoint_every and s % t.checkpoint_every == 0:
                 last_ckpt = self.save()
         if last_ckpt is None or _ckpt_step(last_ckpt) != self.step:
             last_ckpt = self.save()
+        if final_eval is not None and acc.is_main_process:
+            (self.run_dir / "eval.json").write_text(
+                json.dumps({"step": self.step, **final_eval}, indent=2)
+            )
         log.close()
         wandb_dir = self._wandb_dir()
         acc.end_training()
@@ -331,6 +352,21 @@ class Trainer:
         if log is not None:
             log.image(self.step, "samples", path, caption=f"step {self.step}")
         return path
+
+    def evaluate(self) -> dict[str, float] | None:
+        """Metrics that fit the data kind (2-D mixtures: mode coverage); None off the main rank.
+
+        Every rank calls it (the buffer sync is a collective)."""
+        sync_buffers(self.acc, self.parts.G_plain, self.parts.D_plain)
+        if not self.acc.is_main_process:
+            return None
+        return evaluate_modes(
+            self.generator_for_samples(),
+            self.info.extras,
+            self.cfg.eval.n_samples,
+            self.cfg.train.seed,
+            self.acc.device,
+        )
 
     def trainer_state(self) -> dict[str, Any]:
         return {

@@ -15,7 +15,7 @@ from tests.integration.conftest import run_gandist, train_args
 CASES = {
     "digits-dcgan": ("dcgan_digits.yaml", ["train.sample_every=2"]),
     "digits-mlp": ("gan_mlp_digits.yaml", []),
-    "digits-acgan": ("acgan_digits.yaml", ["train.ema=true"]),
+    "digits-acgan": ("acgan_digits.yaml", ["train.ema=true", "train.sample_every=2"]),
     "shapes-cdcgan": ("cdcgan_shapes.yaml", ["data.n_samples=64", "data.image_size=32",
                                              "train.batch_size=16", "model.g_width=8",
                                              "model.d_width=8", "train.sample_every=2"]),
@@ -43,20 +43,31 @@ def test_train_then_sample(case: str, workdir: Path) -> None:
     if "ema=true" in " ".join(extra):
         assert (ck / "ema_generator.safetensors").is_file()
     if "sample_every=2" in " ".join(extra):
-        png = run / "samples" / "step_000002.png"
-        assert Image.open(png).size[0] > 32
+        png = Image.open(run / "samples" / "step_000002.png")
+        side = state["data_info"]["image_size"] + 2  # torchvision grid padding 2
+        if case == "digits-dcgan":  # unconditional: 64 samples in an 8 x 8 grid
+            assert png.size == (8 * side + 2, 8 * side + 2)
+        if case == "digits-acgan":  # class-sorted: one row of 6 per class, 10 rows
+            assert png.size == (6 * side + 2, 10 * side + 2)
 
     kind = state["data_info"]["kind"]
-    if kind == "points":
+    if kind == "points":  # a known mixture: the final mode metrics are written and logged
+        scores = json.loads((run / "eval.json").read_text())
+        assert scores["step"] == 2 and scores["modes_total"] == 8
+        assert "eval/modes_captured" in (run / "metrics.jsonl").read_text()
         run_gandist(["sample", str(run), "--n", "100", "--out", "pts.npy"], workdir)
         pts = np.load(workdir / "pts.npy")
         assert pts.shape == (100, 2) and pts.dtype == np.float32 and np.isfinite(pts).all()
     else:
+        conditional = case in ("digits-acgan", "shapes-cdcgan")
         labels = {"class": ["--labels", "3"], "multi": ["--labels", "red cube,blue sphere"]}
-        run_gandist(["sample", str(ck), "--n", "16", "--out", "grid.png",
-                     *labels.get(state["data_info"]["label_type"], [])], workdir)
+        cond = labels[state["data_info"]["label_type"]] if conditional else []
+        run_gandist(["sample", str(ck), "--n", "16", "--out", "grid.png", *cond], workdir)
         img = Image.open(workdir / "grid.png")
         assert img.size[0] >= 4 * state["data_info"]["image_size"]
+        if not conditional:
+            bad = run_gandist(["sample", str(ck), "--labels", "3"], workdir, check=False)
+            assert bad.returncode == 2 and "unconditional" in bad.stderr
 
 
 def test_points_file_and_folder_sources(workdir: Path) -> None:

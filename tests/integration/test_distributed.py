@@ -55,3 +55,24 @@ def test_batchnorm_model_two_processes_stay_consistent(workdir: Path) -> None:
         "step_000002.png", "step_000004.png"]
     ck = run / "checkpoints" / "step_4"
     assert (ck / "random_states_0.pkl").is_file() and (ck / "random_states_1.pkl").is_file()
+
+
+def test_accelerate_launch_two_cpu_processes_bf16(workdir: Path) -> None:
+    """`accelerate launch --multi_gpu` (as documented) starts 2 CPU ranks, with bf16 autocast."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import CONFIGS
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+           "2", "--main_process_port", str(29700 + os.getpid() % 200), "-m", "gandist", "train",
+           str(CONFIGS / "toy2d_wgan_gp.yaml"), "train.steps=2", "train.precision=bf16",
+           "tracking.wandb=disabled", "train.sample_every=0"]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "2 process(es) on cpu, precision bf16" in proc.stdout
+    state = json.loads(
+        (workdir / "runs/toy2d_wgan_gp/checkpoints/step_2/trainer_state.json").read_text())
+    assert state["world_size"] == 2
