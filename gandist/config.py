@@ -120,7 +120,17 @@ class DataConfig:
     n_samples: int = 0  # generated sources (shapes, toy2d): 0 picks the source default
     points_key: str = ""  # variable name inside a .mat/.npz points file
     seed: int = 0  # generation seed for procedural sources
-    workers: int = 0  # loader worker processes for file-backed sources
+    workers: int = 2  # loader worker processes per training process
+    # Image sources train from WebDataset shards: `auto` writes them on first use (into
+    # shard_dir, default <root>/shards/<source key>) and streams them; `off` reads the source
+    # directly. `source: shards:<dir | pattern | URLs>` streams existing shards.
+    shards: str = _choice("off", ("auto", "off"))
+    shard_dir: str = ""
+    manifest: str = ""  # dataset.json for shards given as a pattern or pipe: URLs
+    shuffle_buffer: int = 1000  # samples per loader worker
+    resampled: bool = False  # draw shards with replacement (very large data); epochs are nominal
+    epoch_batches: int = 0  # batches per epoch in resampled mode; 0: samples // batch_size
+    verify_sha256: bool = False  # hash every local shard against the manifest at start-up
 
 
 @dataclass

@@ -21,9 +21,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from gandist import __version__
 from gandist.config import Config, dump_yaml
-from gandist.data.base import DatasetInfo, SourceData
-from gandist.data.sources import load_source
-from gandist.data.stream import BatchStream, RankBatchStream
+from gandist.data.base import DatasetInfo
+from gandist.data.pipeline import open_stream
+from gandist.data.stream import BatchStream
 from gandist.evaluation.toy_metrics import evaluate_modes
 from gandist.models import build_discriminator, build_generator
 from gandist.objectives.losses import LOSSES
@@ -67,24 +67,15 @@ def choose_run_dir(cfg: Config) -> Path:
     return candidate
 
 
-def fixed_labels(source: SourceData, n: int) -> tuple[torch.Tensor | None, int]:
+def fixed_labels(stream: BatchStream, n: int) -> tuple[torch.Tensor | None, int]:
     """Labels for sample grids: one row per class (class-sorted), or the first n label sets."""
-    info = source.info
+    info = stream.info
     if info.label_type == "class":
         per_class = max(1, n // info.num_labels)
         return torch.arange(info.num_labels).repeat_interleave(per_class), per_class
     if info.label_type == "multi":
-        n = min(n, len(source))
-        if source.tensors is not None:
-            return source.tensors[1][:n].clone(), 0
-        return torch.stack([source.dataset[i][1] for i in range(n)]), 0
+        return stream.first_samples(n)[1].clone(), 0
     return None, 0
-
-
-def _real_points(source: SourceData, n: int) -> torch.Tensor:
-    if source.tensors is not None:
-        return source.tensors[0][:n]
-    return torch.stack([source.dataset[i][0] for i in range(min(n, len(source)))])
 
 
 class Trainer:
@@ -95,8 +86,16 @@ class Trainer:
         acc = self.acc
         assert_world_size(acc, cfg.dist.world_size)
 
-        self.source = load_source(cfg.data)
-        self.info: DatasetInfo = self.source.info
+        self.stream: BatchStream = open_stream(
+            cfg.data,
+            cfg.train.batch_size,
+            acc.process_index,
+            acc.num_processes,
+            seed=cfg.train.seed,
+            is_writer=acc.is_local_main_process,
+            barrier=acc.wait_for_everyone,
+        )
+        self.info: DatasetInfo = self.stream.info
         torch.manual_seed(cfg.train.seed)  # identical init on every rank and for every world size
         G = build_generator(cfg.model, self.info)
         D = build_discriminator(cfg.model, self.info)
@@ -135,14 +134,6 @@ class Trainer:
                 use_buffers=True,
                 multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay),
             )
-        self.stream: BatchStream = RankBatchStream(
-            self.source,
-            cfg.train.batch_size,
-            acc.process_index,
-            acc.num_processes,
-            seed=cfg.train.seed,
-            workers=cfg.data.workers,
-        )
         self.noise = GlobalNoise(
             cfg.train.seed, cfg.train.batch_size, acc.process_index, acc.num_processes
         )
@@ -193,7 +184,7 @@ class Trainer:
                 },
             )
         self.fixed_y, self.grid_nrow = (
-            fixed_labels(self.source, cfg.train.num_samples)
+            fixed_labels(self.stream, cfg.train.num_samples)
             if cfg.model.condition != "none"
             else (None, 0)
         )
@@ -344,7 +335,7 @@ class Trainer:
             save_scatter(
                 out,
                 path,
-                real=_real_points(self.source, 2000),
+                real=self.stream.first_samples(2000)[0],
                 title=f"{self.cfg.name} step {self.step}",
             )
         else:
@@ -419,7 +410,7 @@ class Trainer:
         i, t = self.info, self.cfg.train
         shape = "x".join(map(str, i.sample_shape))
         return (
-            f"gandist {__version__}: {self.cfg.name} | data {i.source} ({len(self.source)} "
+            f"gandist {__version__}: {self.cfg.name} | data {i.source} ({self.stream.num_samples} "
             f"samples, {shape}, labels {i.label_type}) | {self.acc.num_processes} process(es) on "
             f"{self.acc.device.type}, precision {t.precision} | global batch {t.batch_size}, "
             f"n_critic {t.n_critic}, {t.steps} steps | run dir {self.run_dir}"

@@ -1,0 +1,61 @@
+"""What every data source hands the rest of gandist: a map-style dataset plus its description.
+
+The trainer, the models and the shard writer only look at `DatasetInfo`, so a new source (or the
+WebDataset shard stream) plugs in without touching them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch.utils.data import Dataset
+
+LabelType = Literal["none", "class", "multi"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Shape and label space of a data source.
+
+    Images are float tensors (C, H, W) in [-1, 1]; points are float tensors (dim,).
+    Labels: "class" -> int64 scalar in [0, num_labels); "multi" -> float32 multi-hot (num_labels,);
+    "none" -> int64 scalar 0 (ignored).
+    """
+
+    kind: Literal["image", "points"]
+    channels: int  # image channels; 0 for points
+    image_size: int  # square side in pixels; 0 for points
+    label_type: LabelType
+    num_labels: int  # classes ("class"), label vocabulary size ("multi"), 0 ("none")
+    label_names: tuple[str, ...] = ()
+    source: str = ""
+    point_dim: int = 2  # only for kind == "points"
+    extras: dict = field(default_factory=dict, compare=False)  # source-specific facts (toy modes)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        if self.kind == "points":
+            return (self.point_dim,)
+        return (self.channels, self.image_size, self.image_size)
+
+    @property
+    def conditional(self) -> bool:
+        return self.label_type != "none"
+
+
+@dataclass
+class SourceData:
+    """A loaded source: `dataset[i] -> (x, y)` as documented on DatasetInfo.
+
+    `tensors` is set when the whole source sits in memory as (x (N, ...), y (N, ...)); the batch
+    stream then indexes it directly instead of going through per-item collation.
+    """
+
+    info: DatasetInfo
+    dataset: Dataset
+    tensors: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
