@@ -27,6 +27,78 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_shard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gandist.config import DataConfig
+    from gandist.data.shards import write_shards
+
+    data = DataConfig(
+        root=args.root, download=args.download, n_samples=args.n_samples, seed=args.seed
+    )
+    report = write_shards(
+        args.source,
+        Path(args.out_dir),
+        image_size=args.image_size,
+        channels=args.channels,
+        shard_size=args.shard_size,
+        shard_bytes=args.shard_bytes,
+        image_format=args.format,
+        workers=args.workers,
+        strict=args.strict,
+        labels_file=args.labels,
+        objects_file=args.objects,
+        data_cfg=data,
+    )
+    print(report.summary())
+    print(report.manifest)
+    return 0
+
+
+def _byte_size(text: str) -> int:
+    """argparse type for --shard-bytes; imported lazily so `gandist --help` stays light."""
+    from gandist.data.shards import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_shard_parser(sub: argparse._SubParsersAction) -> None:
+    h = sub.add_parser(
+        "shard",
+        help="write an image source as WebDataset tar shards plus a dataset.json manifest "
+        "(resumable: a re-run reuses complete shards)",
+    )
+    h.add_argument("source", help="digits | shapes | folder:<path> | torchvision:<Name>")
+    h.add_argument("out_dir", help="directory for data-NNNNNN.tar and dataset.json")
+    size = h.add_mutually_exclusive_group()
+    size.add_argument("--shard-size", type=int, default=0, help="samples per shard (default 1000)")
+    size.add_argument(
+        "--shard-bytes",
+        type=_byte_size,
+        default=0,
+        help="target shard size, e.g. 256MB (KB/MB/GB = 1000^n, KiB/MiB/GiB = 1024^n)",
+    )
+    h.add_argument("--image-size", type=int, default=0, help="square side (default: native)")
+    h.add_argument("--channels", type=int, choices=(1, 3), default=0, help="default: native")
+    h.add_argument("--format", default="png", help="png (default) | jpg | npy")
+    h.add_argument("--workers", type=int, default=1, help="processes writing shards")
+    h.add_argument("--strict", action="store_true", help="any bad input file is an error")
+    h.add_argument(
+        "--labels",
+        default=None,
+        help="folder sources: CSV `filename,label` or JSON {name: label | [labels]}",
+    )
+    h.add_argument("--objects", default=None, help="label vocabulary: JSON list or {name: index}")
+    h.add_argument("--root", default="data", help="torchvision data root (default data)")
+    h.add_argument("--download", action="store_true", help="torchvision: download if missing")
+    h.add_argument("--n-samples", type=int, default=0, help="generated sources: how many")
+    h.add_argument("--seed", type=int, default=0, help="generated sources: seed")
+    h.set_defaults(func=_cmd_shard)
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     print(dump_yaml(load_config(args.config, args.overrides)), end="")
     return 0
@@ -68,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("config")
     c.add_argument("overrides", nargs="*")
     c.set_defaults(func=_cmd_config)
+
+    _add_shard_parser(sub)
     return p
 
 

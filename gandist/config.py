@@ -124,7 +124,7 @@ class DataConfig:
     # Image sources train from WebDataset shards: `auto` writes them on first use (into
     # shard_dir, default <root>/shards/<source key>) and streams them; `off` reads the source
     # directly. `source: shards:<dir | pattern | URLs>` streams existing shards.
-    shards: str = _choice("off", ("auto", "off"))
+    shards: str = _choice("auto", ("auto", "off"))
     shard_dir: str = ""
     manifest: str = ""  # dataset.json for shards given as a pattern or pipe: URLs
     shuffle_buffer: int = 1000  # samples per loader worker

@@ -8,7 +8,6 @@ data order; see RankBatchStream).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,28 +44,24 @@ def auto_shard_dir(cfg: DataConfig) -> Path:
     return Path(cfg.root) / "shards" / "-".join(parts)
 
 
-def auto_shard_size(num_samples: int) -> int:
-    """Small data sets still get 16 shards (enough for 4 processes x 4 workers); big ones 1000
-    samples per shard."""
-    return max(1, min(1000, math.ceil(num_samples / AUTO_SHARDS)))
-
-
 def ensure_shards(cfg: DataConfig, is_writer: bool, barrier: Callable[[], None]) -> Path:
     """Write the auto shards if they are missing (one writer per node), then wait for them."""
     out = auto_shard_dir(cfg)
     if is_writer and not (out / MANIFEST).is_file():
         from gandist.data.shards import write_shards
 
-        size = auto_shard_size(len(load_source(cfg)))
+        # Small data sets still get AUTO_SHARDS shards (enough for 4 processes x 4 workers).
         write_shards(
             cfg.source,
             out,
             image_size=cfg.image_size,
             channels=cfg.channels,
-            shard_size=size,
-            workers=max(1, cfg.workers),
+            min_shards=AUTO_SHARDS,
+            workers=1,
             data_cfg=cfg,
+            progress=False,
         )
+        print(f"gandist: wrote shards of {cfg.source} to {out}", flush=True)
     barrier()
     return out
 

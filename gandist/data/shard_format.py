@@ -181,15 +181,12 @@ def encode_image(arr: np.ndarray, fmt: str, quality: int = 95) -> bytes:
 
 
 def decode_image(data: bytes, fmt: str, channels: int) -> torch.Tensor:
-    """File bytes -> (C, H, W) float32 in [-1, 1], using torchvision's C decoders when possible."""
+    """File bytes -> (C, H, W) float32 in [-1, 1]."""
     if fmt == "npy":
         return uint8_to_tensor(np.load(io.BytesIO(data), allow_pickle=False))
-    from torchvision.io import ImageReadMode
-    from torchvision.io import decode_image as tv_decode
-
-    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
-    raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-    return tv_decode(raw, mode=mode).float().div_(127.5).sub_(1.0)
+    with Image.open(io.BytesIO(data)) as img:
+        img = img.convert("L" if channels == 1 else "RGB")
+        return uint8_to_tensor(np.array(img))  # a writable copy
 
 
 def encode_label(y: torch.Tensor, label_type: str) -> dict[str, bytes]:

@@ -48,7 +48,7 @@ def _is_remote(url: str) -> bool:
 
 
 def _read_remote_manifest(url: str) -> Manifest:
-    with gopen.gopen(url, "rb") as fh:
+    with gopen(url, "rb") as fh:
         return parse_manifest(fh.read().decode(), url)
 
 

@@ -20,7 +20,7 @@ from gandist.data.base import DatasetInfo, SourceData
 
 
 class BatchStream(Protocol):
-    """What the trainer consumes: an endless iterator of this rank's (x, y) with a resumable position."""
+    """What the trainer consumes: endless (x, y) batches of this rank, with a resumable position."""
 
     info: DatasetInfo
     num_samples: int

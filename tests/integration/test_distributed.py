@@ -24,7 +24,9 @@ EQUIVALENT = {
 @pytest.mark.parametrize("case", sorted(EQUIVALENT))
 def test_two_processes_equal_one_process(case: str, workdir: Path) -> None:
     config, extra, tol = EQUIVALENT[case]
-    common = [*extra, "train.steps=3", "train.dtype=float64", "train.batch_size=16",
+    # data.shards=off: the map-style path makes data order independent of the world size
+    common = [*extra, "data.shards=off", "train.steps=3", "train.dtype=float64",
+              "train.batch_size=16",
               "model.g_width=8", "model.d_width=8", "train.output_dir=runs"]
     run_gandist(train_args(config, *common, "train.run_name=one"), workdir, nproc=1)
     run_gandist(train_args(config, *common, "train.run_name=two",

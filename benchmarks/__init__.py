@@ -1,0 +1,1 @@
+"""Side-by-side speed measurements; results are JSON, reported as ratios in docs/."""
