@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?= -q
 
 .PHONY: demo test lint install clean
 
@@ -21,10 +22,10 @@ demo: $(STAMP)
 	$(BIN)/gandist train configs/dcgan_digits.yaml train.run_name=demo $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check gandist tests
+	$(BIN)/ruff check gandist tests benchmarks
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
