@@ -11,10 +11,10 @@ from gandist.config import ConfigError, dump_yaml, load_config
 
 def _cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
+    from gandist.training.preemption import EXIT_PREEMPTED
     from gandist.training.trainer import train
 
-    train(cfg)
-    return 0
+    return EXIT_PREEMPTED if train(cfg).preempted else 0
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:

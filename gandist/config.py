@@ -139,6 +139,7 @@ class DistConfig:
     check_consistency_every: int = 0  # 0: off; else compare parameters across ranks every N steps
     sync_batchnorm: bool = False
     timeout_s: int = 1800
+    stop_check_every: int = 1  # steps between the ranks' stop-signal agreement (one allreduce)
 
 
 @dataclass
@@ -325,6 +326,7 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
         "train.batch_size": t.batch_size,
         "train.num_samples": t.num_samples,
         "train.keep_checkpoints": t.keep_checkpoints,
+        "dist.stop_check_every": cfg.dist.stop_check_every,
     }
     for key, value in positive.items():
         if value <= 0:

@@ -39,6 +39,7 @@ from gandist.training.distributed import (
 )
 from gandist.training.noise import GlobalNoise, fixed_noise
 from gandist.training.optimizers import build_optimizer
+from gandist.training.preemption import StopRequest, write_status
 from gandist.training.steps import GANParts, discriminator_step, generator_step
 
 
@@ -49,6 +50,7 @@ class TrainResult:
     checkpoint: Path | None
     samples_dir: Path
     wandb_dir: Path | None
+    preempted: bool = False
 
 
 def choose_run_dir(cfg: Config) -> Path:
@@ -142,6 +144,7 @@ class Trainer:
         self.step = 0
         self.run_id = ""
         self.images_seen = 0
+        self.skipped = {"d": 0, "g": 0}  # fp16 optimizer steps skipped by the GradScaler
         self._resume()
 
     # ------------------------------------------------------------------ set-up
@@ -161,6 +164,7 @@ class Trainer:
             state = ckpt.read_trainer_state(found)
             self.step = int(state["step"])
             self.images_seen = int(state.get("images_seen", 0))
+            self.skipped = dict(state.get("amp_skipped_steps", self.skipped))
             self.stream.load_state_dict(state["data"])
             self.run_id = state.get("wandb_run_id", "")
             if self.ema is not None:
@@ -215,8 +219,10 @@ class Trainer:
             z = self._noise(f"d{k}/z")
             eps = self.noise.uniform(self.step, f"d{k}/eps").to(self.acc.device, self.dtype)
             metrics.update(discriminator_step(self.parts, x, y, z, eps))
+            self.skipped["d"] += bool(getattr(self.parts.opt_d, "step_was_skipped", False))
         assert y is not None
         metrics.update(generator_step(self.parts, y, self._noise("g/z")))
+        self.skipped["g"] += bool(getattr(self.parts.opt_g, "step_was_skipped", False))
         if self.ema is not None:
             self.ema.update_parameters(self.parts.G_plain)
         self.step += 1
@@ -224,7 +230,28 @@ class Trainer:
         return metrics
 
     def fit(self) -> TrainResult:
+        """Train to `train.steps`, or until a stop signal; always leave a status file behind."""
+        stop = StopRequest().install()
+        try:
+            return self._loop(stop)
+        except BaseException as exc:
+            if self.acc.is_main_process:
+                write_status(
+                    self.run_dir, "failed", step=self.step, error=f"{type(exc).__name__}: {exc}"
+                )
+            raise
+        finally:
+            stop.uninstall()
+
+    def _stop_due(self, stop: StopRequest) -> bool:
+        every = self.cfg.dist.stop_check_every
+        if self.acc.num_processes > 1 and self.step % every:
+            return False  # ranks only compare notes every `every` steps (one allreduce)
+        return stop.agreed(self.acc.device)
+
+    def _loop(self, stop: StopRequest) -> TrainResult:
         cfg, acc, t = self.cfg, self.acc, self.cfg.train
+        preempted = False
         log = RunLog(acc, self.run_dir, t.steps, self.step, use_tracker=self.mode != "disabled")
         if self.resumed_from is not None:
             log.message(f"resumed from {self.resumed_from} at step {self.step}")
@@ -260,8 +287,24 @@ class Trainer:
                 self.write_samples(log)
             if t.checkpoint_every and s % t.checkpoint_every == 0:
                 last_ckpt = self.save()
+            if s < t.steps and self._stop_due(stop):
+                preempted = True
+                log.message(
+                    f"stopping at step {s} on {stop.signal_name}: saving a checkpoint; "
+                    "continue with train.resume=auto"
+                )
+                break
         if last_ckpt is None or _ckpt_step(last_ckpt) != self.step:
             last_ckpt = self.save()
+        if acc.is_main_process:
+            write_status(
+                self.run_dir,
+                "preempted" if preempted else "completed",
+                step=self.step,
+                steps=t.steps,
+                checkpoint=str(last_ckpt),
+                signal=stop.signal_name,
+            )
         if final_eval is not None and acc.is_main_process:
             (self.run_dir / "eval.json").write_text(
                 json.dumps({"step": self.step, **final_eval}, indent=2)
@@ -270,7 +313,7 @@ class Trainer:
         wandb_dir = self._wandb_dir()
         acc.end_training()
         result = TrainResult(
-            self.run_dir, self.step, last_ckpt, self.run_dir / "samples", wandb_dir
+            self.run_dir, self.step, last_ckpt, self.run_dir / "samples", wandb_dir, preempted
         )
         if acc.is_main_process:
             print(self._summary(result), flush=True)
@@ -288,9 +331,10 @@ class Trainer:
         values["images_seen"] = float(self.images_seen)
         values["lr/g"] = self.parts.opt_g.param_groups[0]["lr"]
         values["lr/d"] = self.parts.opt_d.param_groups[0]["lr"]
-        for name, opt in (("g", self.parts.opt_g), ("d", self.parts.opt_d)):
-            if getattr(opt, "step_was_skipped", False):
-                values[f"amp/{name}_step_skipped"] = 1.0
+        if self.acc.scaler is not None:  # fp16: skipped optimizer steps so far (all ranks agree)
+            values["amp/d_skipped_steps"] = float(self.skipped["d"])
+            values["amp/g_skipped_steps"] = float(self.skipped["g"])
+            values["amp/loss_scale"] = float(self.acc.scaler.get_scale())
         return values
 
     def _perf(self, img_per_s: float) -> dict[str, float]:
@@ -365,6 +409,7 @@ class Trainer:
             "epoch": self.stream.epoch,
             "data": self.stream.state_dict(),
             "images_seen": self.images_seen,
+            "amp_skipped_steps": self.skipped,
             "wandb_run_id": self.run_id,
             "ema_n_averaged": int(self.ema.n_averaged.item()) if self.ema is not None else 0,
             "world_size": self.acc.num_processes,
@@ -382,7 +427,20 @@ class Trainer:
             },
         }
 
+    def _assert_finite_parameters(self) -> None:
+        nets = {"generator": self.parts.G_plain, "discriminator": self.parts.D_plain}
+        for name, net in nets.items():
+            finite = torch.stack([p.detach().isfinite().all() for p in net.parameters()])
+            if not bool(finite.all()):
+                latest = ckpt.latest_checkpoint(self.run_dir)
+                raise FloatingPointError(
+                    f"step {self.step}: the {name} has non-finite parameters; not saving them. "
+                    f"The last good checkpoint is {latest or 'none'}. Lower the learning rates "
+                    "or use train.precision=no."
+                )
+
     def save(self) -> Path:
+        self._assert_finite_parameters()
         sync_buffers(self.acc, self.parts.G_plain, self.parts.D_plain)
         exports = {"generator": self.parts.G_plain, "discriminator": self.parts.D_plain}
         if self.ema is not None:

@@ -1,0 +1,218 @@
+"""Resilience: signals stop every rank at one step with a checkpoint; kill -9 never corrupts the
+latest checkpoint; divergence stops the run; a crafted pickle in a checkpoint cannot run code."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gandist.training.checkpoint import latest_checkpoint
+from gandist.training.preemption import EXIT_PREEMPTED
+from tests.integration.conftest import metrics, run_gandist, train_args
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def start(args: list[str], cwd: Path, nproc: int = 0) -> subprocess.Popen:
+    if nproc:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master_port",
+            str(29900 + os.getpid() % 90),
+            "-m",
+            "gandist",
+            *args,
+        ]
+    else:
+        cmd = [sys.executable, "-m", "gandist", *args]
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def finite_exports(ck: Path) -> bool:
+    tensors = [
+        t
+        for stem in ("generator", "discriminator")
+        for t in load_file(ck / f"{stem}.safetensors").values()
+    ]
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    path, t0 = run / "metrics.jsonl", time.time()
+    while time.time() - t0 < timeout:
+        if path.is_file() and any(
+            json.loads(ln)["step"] >= step for ln in path.read_text().splitlines() if ln.strip()
+        ):
+            return
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.2)
+    raise TimeoutError(f"run did not reach step {step}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_signal_checkpoints_all_ranks_then_resume_finishes(
+    sig: signal.Signals, workdir: Path
+) -> None:
+    args = train_args(
+        "toy2d_wgan_gp.yaml",
+        "train.steps=400",
+        "train.batch_size=64",
+        "train.run_name=pre",
+        "train.resume=auto",
+        "train.checkpoint_every=0",
+    )
+    run = workdir / "runs" / "pre"
+    proc = start(args, workdir, nproc=2)
+    wait_for_step(run, 5, proc)
+    # signal one worker only: the other rank must learn of it through the agreement allreduce
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+    pids = [int(p) for p in workers.stdout.split()]
+    assert len(pids) == 2, pids
+    os.kill(pids[1], sig)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0  # torchrun reports the workers' exit code 75 as a failure
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "preempted" and 5 <= status["step"] < 400, out[-3000:]
+    assert status["signal"] in (sig.name, "peer")
+    ck = latest_checkpoint(run)
+    assert ck is not None and ck.name == f"step_{status['step']}"
+    state = json.loads((ck / "trainer_state.json").read_text())
+    assert state["world_size"] == 2
+    assert (ck / "random_states_0.pkl").is_file() and (ck / "random_states_1.pkl").is_file()
+
+    done = run_gandist([*args, "train.steps=" + str(status["step"] + 5)], workdir, nproc=2)
+    assert f"resumed from runs/pre/checkpoints/step_{status['step']}" in done.stdout
+    final = json.loads((run / "status.json").read_text())
+    assert final["state"] == "completed" and final["step"] == status["step"] + 5
+    steps = [m["step"] for m in metrics(run) if "d/loss" in m]
+    assert steps == sorted(set(steps)) and steps[-1] == status["step"] + 5
+
+
+def test_single_process_exit_code_is_documented(workdir: Path) -> None:
+    args = train_args(
+        "toy2d_gan.yaml", "train.steps=100000", "train.batch_size=64", "train.run_name=one"
+    )
+    proc = start(args, workdir)
+    wait_for_step(workdir / "runs" / "one", 3, proc)
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_PREEMPTED
+
+
+def test_kill_9_never_corrupts_the_latest_checkpoint(workdir: Path) -> None:
+    """Checkpoint every step and SIGKILL at random moments, many of them mid-checkpoint."""
+    args = train_args(
+        "dcgan_digits.yaml",
+        "train.steps=100000",
+        "train.batch_size=16",
+        "model.g_width=8",
+        "model.d_width=8",
+        "train.checkpoint_every=1",
+        "train.keep_checkpoints=2",
+        "train.run_name=k9",
+        "train.resume=auto",
+        "data.workers=0",
+    )
+    run = workdir / "runs" / "k9"
+    rng = random.Random(0)
+    last = 0
+    for _ in range(3):
+        proc = start(args, workdir)
+        wait_for_step(run, last + 2, proc)
+        time.sleep(rng.uniform(0.0, 0.6))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        ck = latest_checkpoint(run)
+        assert ck is not None
+        state = json.loads((ck / "trainer_state.json").read_text())
+        assert state["step"] >= last
+        last = state["step"]
+        for stem in ("generator", "discriminator"):
+            assert all(
+                torch.isfinite(t).all() for t in load_file(ck / f"{stem}.safetensors").values()
+            )
+        assert (ck / "model.safetensors").is_file() and (ck / "optimizer.bin").is_file()
+    # the survivor resumes cleanly from whatever `latest` names
+    done = run_gandist([*args, f"train.steps={last + 2}"], workdir)
+    assert f"resumed from runs/k9/checkpoints/step_{last}" in done.stdout
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_the_good_checkpoint(workdir: Path) -> None:
+    args = train_args(
+        "lsgan_digits.yaml",
+        "train.steps=60",
+        "train.batch_size=16",
+        "model.g_width=8",
+        "model.d_width=8",
+        "train.checkpoint_every=1",
+        "train.keep_checkpoints=100",
+        "optim.d.lr=1e6",
+        "optim.g.lr=1e6",
+        "model.g_norm=none",
+        "model.d_norm=none",
+        "train.run_name=nan",
+    )
+    proc = run_gandist(args, workdir, check=False)
+    assert proc.returncode != 0
+    assert "non-finite" in proc.stderr and "last good checkpoint" in proc.stderr
+    run = workdir / "runs" / "nan"
+    assert json.loads((run / "status.json").read_text())["state"] == "failed"
+    ck = latest_checkpoint(run)
+    if ck is not None:  # every checkpoint that was written holds finite weights
+        for stem in ("generator", "discriminator"):
+            assert all(
+                torch.isfinite(t).all() for t in load_file(ck / f"{stem}.safetensors").values()
+            )
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ.get('PWNED_PATH', '/tmp/gandist-pwned')}",))
+
+
+def test_crafted_pickle_in_a_checkpoint_does_not_run(workdir: Path) -> None:
+    args = train_args(
+        "toy2d_gan.yaml",
+        "train.steps=2",
+        "train.batch_size=64",
+        "train.run_name=p",
+        "train.resume=auto",
+    )
+    run_gandist(args, workdir)
+    ck = latest_checkpoint(workdir / "runs" / "p")
+    pwned = workdir / "pwned"
+    os.environ["PWNED_PATH"] = str(pwned)
+    try:
+        for name in ("optimizer.bin", "random_states_0.pkl"):
+            (ck / name).write_bytes(pickle.dumps(_Exploit()))
+    finally:
+        os.environ.pop("PWNED_PATH")
+    proc = run_gandist([*args, "train.steps=3"], workdir, check=False)
+    assert not pwned.exists(), "a pickle in the checkpoint executed code"
+    assert proc.returncode != 0  # the optimizer state cannot be loaded safely: refuse, loudly
+    # sampling reads safetensors only, so it still works on that checkpoint
+    run_gandist(["sample", str(ck), "--n", "10", "--out", "p.npy"], workdir)
+    assert not pwned.exists()
