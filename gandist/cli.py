@@ -99,6 +99,13 @@ def _add_shard_parser(sub: argparse._SubParsersAction) -> None:
     h.set_defaults(func=_cmd_shard)
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from gandist.tracking.report import write_report
+
+    print(write_report(args.run, args.out))
+    return 0
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     print(dump_yaml(load_config(args.config, args.overrides)), end="")
     return 0
@@ -135,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
     s.set_defaults(func=_cmd_sample)
+
+    r = sub.add_parser("report", help="write a self-contained HTML report of a run")
+    r.add_argument("run", help="run directory")
+    r.add_argument("--out", default=None, help="output file (default <run>/report.html)")
+    r.set_defaults(func=_cmd_report)
 
     c = sub.add_parser("config", help="print the resolved, validated config")
     c.add_argument("config")

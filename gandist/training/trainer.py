@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from gandist.evaluation.toy_metrics import evaluate_modes
 from gandist.models import build_discriminator, build_generator
 from gandist.objectives.losses import LOSSES
 from gandist.tracking.images import save_grid, save_scatter
+from gandist.tracking.plots import make_gif, plot_losses
 from gandist.tracking.run_log import RunLog
 from gandist.tracking.wandb_run import init_kwargs, new_run_id, resolve_mode
 from gandist.training import checkpoint as ckpt
@@ -179,14 +181,7 @@ class Trainer:
             broadcast_object_list(ids)
             self.run_id = str(ids[0])
         if self.mode != "disabled":
-            name = self.run_dir.name
-            acc.init_trackers(
-                cfg.tracking.project,
-                config=_flat_config(cfg),
-                init_kwargs={
-                    "wandb": init_kwargs(cfg.tracking, self.mode, self.run_id, self.run_dir, name)
-                },
-            )
+            self._init_tracker()
         self.fixed_y, self.grid_nrow = (
             fixed_labels(self.stream, cfg.train.num_samples)
             if cfg.model.condition != "none"
@@ -194,6 +189,34 @@ class Trainer:
         )
         n = cfg.train.num_samples if self.fixed_y is None else len(self.fixed_y)
         self.fixed_z = fixed_noise(cfg.train.seed, n, self.z_dim)
+
+    def _init_tracker(self) -> None:
+        """W&B on the main process; an unreachable server falls back to offline, never stops."""
+        cfg = self.cfg
+
+        def init(mode: str) -> None:
+            kwargs = init_kwargs(cfg.tracking, mode, self.run_id, self.run_dir, self.run_dir.name)
+            self.acc.init_trackers(
+                cfg.tracking.project, config=_flat_config(cfg), init_kwargs={"wandb": kwargs}
+            )
+
+        try:
+            init(self.mode)
+        except Exception as exc:  # noqa: BLE001 - any W&B failure must not stop training
+            if self.mode != "online":
+                raise
+            print(
+                f"gandist: W&B online init failed ({type(exc).__name__}: {exc}); logging "
+                "offline instead (upload later with `wandb sync`)",
+                file=sys.stderr,
+                flush=True,
+            )
+            import wandb
+
+            wandb.teardown()  # the failed run still holds its id in wandb's service process
+            self.mode = "offline"
+            self.acc.trackers = []
+            init(self.mode)
 
     # ------------------------------------------------------------------ the loop
 
@@ -305,6 +328,9 @@ class Trainer:
                 checkpoint=str(last_ckpt),
                 signal=stop.signal_name,
             )
+        if acc.is_main_process:  # local pictures of the run, with or without W&B
+            plot_losses(self.run_dir)
+            make_gif(self.run_dir)
         if final_eval is not None and acc.is_main_process:
             (self.run_dir / "eval.json").write_text(
                 json.dumps({"step": self.step, **final_eval}, indent=2)
@@ -480,7 +506,8 @@ class Trainer:
             f"  run directory : {r.run_dir}",
             f"  sample grids  : {r.samples_dir}",
             f"  checkpoint    : {r.checkpoint}",
-            f"  metrics       : {r.run_dir / 'metrics.jsonl'}",
+            f"  metrics       : {r.run_dir / 'metrics.jsonl'} (curves: loss_curves.png)",
+            f"  report        : gandist report {r.run_dir}",
         ]
         if r.wandb_dir is not None:
             lines.append(f"  W&B ({self.mode}) : {r.wandb_dir}")
