@@ -223,14 +223,22 @@ def _build(cls: type, raw: dict[str, Any], origin: str, prefix: str = "") -> Any
             hint = f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else ""
             valid = ", ".join(sorted(fields))
             raise _fail(origin, dotted, f"unknown key{hint} (valid keys here: {valid})")
-        value = _check_value(value, hints[key], origin, dotted)
         choices = fields[key].metadata.get("choices")
+        if isinstance(value, bool) and choices:
+            value = _bool_choice(value, choices)
+        value = _check_value(value, hints[key], origin, dotted)
         if choices and value not in choices:
             close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise _fail(origin, dotted, f"{value!r} is not one of {', '.join(choices)}{hint}")
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _bool_choice(value: bool, choices: tuple[str, ...]) -> str | bool:
+    """YAML 1.1 reads `no`/`off` (and `yes`/`on`) as booleans; map them back onto a choice."""
+    words = ("on", "yes", "true") if value else ("off", "no", "false")
+    return next((w for w in words if w in choices), value)
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -145,3 +145,14 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
 
 def test_defaults_are_a_valid_config() -> None:
     assert from_dict({}) == Config()
+
+
+def test_yaml_booleans_map_onto_choices(tmp_path: Path) -> None:
+    """`no` and `off` are booleans in YAML 1.1; as choice values they mean the words."""
+    cfg = load_config(write(tmp_path, "train:\n  precision: no\ndata:\n  shards: off\n"))
+    assert cfg.train.precision == "no" and cfg.data.shards == "off"
+    p = CONFIGS[0].parent / "dcgan_digits.yaml"
+    cfg = load_config(p, ["train.precision=no", "data.shards=off"])
+    assert cfg.train.precision == "no" and cfg.data.shards == "off"
+    with pytest.raises(ConfigError, match="loss.adversarial"):
+        load_config(p, ["loss.adversarial=off"])  # no such choice: still an error
