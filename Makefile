@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?= -q
 
-.PHONY: demo test lint install clean
+.PHONY: demo test test-cluster image-test lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Cluster launch tests: brings up a local single-node SLURM (root, Debian packages), then runs
+# the SLURM, Kubernetes-manifest and Dockerfile tests.
+test-cluster: $(STAMP)
+	bash .ci/slurm_up.sh
+	$(BIN)/python -m pytest -m cluster tests/cluster $(PYTEST_ARGS)
+
+# Builds the image with podman from a local debootstrap base and trains inside it (slow).
+image-test:
+	bash scripts/image_test.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check gandist tests benchmarks

@@ -43,6 +43,11 @@ class GANParts:
         return self.accelerator.unwrap_model(self.G)
 
 
+def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """Logits for the loss in float32 or wider: upcasts fp16/bf16, never downcasts float64."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 def _cond(parts: GANParts, y: torch.Tensor) -> torch.Tensor | None:
     return None if parts.label_type == "none" else y
 
@@ -57,7 +62,7 @@ def discriminator_step(
         fake = parts.G(z, cond)
     real_out, real_aux = D(real, cond)
     fake_out, fake_aux = D(fake, cond)
-    real_out, fake_out = real_out.float(), fake_out.float()
+    real_out, fake_out = _at_least_fp32(real_out), _at_least_fp32(fake_out)
     loss = parts.loss.d(real_out, fake_out)
     metrics: dict[str, torch.Tensor] = {
         "d/loss_adv": loss.detach(),
@@ -66,8 +71,8 @@ def discriminator_step(
         "d/wasserstein": wasserstein_estimate(real_out.detach(), fake_out.detach()),
     }
     if real_aux is not None and fake_aux is not None:
-        aux = aux_loss(real_aux.float(), y, parts.label_type) + aux_loss(
-            fake_aux.float(), y, parts.label_type
+        aux = aux_loss(_at_least_fp32(real_aux), y, parts.label_type) + aux_loss(
+            _at_least_fp32(fake_aux), y, parts.label_type
         )
         loss = loss + lc.aux_weight * aux
         metrics["d/loss_aux"] = aux.detach()
@@ -99,10 +104,10 @@ def generator_step(parts: GANParts, y: torch.Tensor, z: torch.Tensor) -> dict[st
         with acc.no_sync(D):
             fake = parts.G(z, cond)
             fake_out, fake_aux = D(fake, cond)
-            loss = parts.loss.g(fake_out.float())
+            loss = parts.loss.g(_at_least_fp32(fake_out))
             metrics = {"g/loss_adv": loss.detach()}
             if fake_aux is not None:
-                aux = aux_loss(fake_aux.float(), y, parts.label_type)
+                aux = aux_loss(_at_least_fp32(fake_aux), y, parts.label_type)
                 loss = loss + parts.loss_cfg.aux_weight * aux
                 metrics["g/loss_aux"] = aux.detach()
             parts.opt_g.zero_grad(set_to_none=True)
