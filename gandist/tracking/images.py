@@ -5,16 +5,24 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torchvision.utils import save_image  # noqa: E402
+# torchvision and matplotlib are imported where used: they add seconds to every process start.
+
+
+def pyplot():  # noqa: ANN201 - returns the matplotlib.pyplot module
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
     """Write (N, C, H, W) images in [-1, 1] as one PNG grid; rows of `nrow` images."""
+    from torchvision.utils import save_image
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     nrow = nrow or max(1, int(math.ceil(math.sqrt(images.shape[0]))))
@@ -38,6 +46,7 @@ def save_scatter(
     """Write generated (and optionally real) 2-D points as a scatter plot PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     if real is not None:
         r = real.detach().float().cpu().numpy()

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from PIL import Image  # noqa: E402
+from gandist.tracking.images import pyplot
 
 CURVES = (  # (panel title, metric keys)
     ("losses", ("d/loss", "g/loss")),
@@ -33,6 +31,7 @@ def plot_losses(run_dir: str | Path, out: str | Path | None = None) -> Path | No
     if not panels:
         return None
     out = Path(out or Path(run_dir) / "loss_curves.png")
+    plt = pyplot()
     fig, axes = plt.subplots(
         len(panels), 1, figsize=(7, 2.6 * len(panels)), dpi=100, sharex=True, squeeze=False
     )
