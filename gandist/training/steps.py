@@ -33,6 +33,8 @@ class GANParts:
     loss: Any  # an adversarial loss from objectives.losses.LOSSES
     loss_cfg: LossConfig
     label_type: str
+    # Set by the trainer on steps it will log: the parameter-gradient norms cost a reduction.
+    track_grad_norm: bool = False
 
     @property
     def D_plain(self) -> nn.Module:
@@ -46,6 +48,17 @@ class GANParts:
 def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
     """Logits for the loss in float32 or wider: upcasts fp16/bf16, never downcasts float64."""
     return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
+def grad_norm(module: nn.Module, scaler: Any) -> torch.Tensor:
+    """L2 norm of the module's (allreduced) gradients, without the fp16 loss scale."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    norm = torch.nn.utils.get_total_norm(grads).detach()
+    if scaler is not None and scaler.is_enabled():
+        norm = norm / scaler.get_scale()
+    return norm
 
 
 def _cond(parts: GANParts, y: torch.Tensor) -> torch.Tensor | None:
@@ -87,6 +100,8 @@ def discriminator_step(
         metrics["d/r1"], metrics["d/r1_grad_norm"] = r1.detach(), gnorm
     parts.opt_d.zero_grad(set_to_none=True)
     acc.backward(loss)
+    if parts.track_grad_norm:
+        metrics["d/grad_norm"] = grad_norm(parts.D_plain, acc.scaler)
     parts.opt_d.step()
     if lc.penalty == "clip":
         clip_weights_(parts.D_plain, lc.clip_value)
@@ -112,6 +127,8 @@ def generator_step(parts: GANParts, y: torch.Tensor, z: torch.Tensor) -> dict[st
                 metrics["g/loss_aux"] = aux.detach()
             parts.opt_g.zero_grad(set_to_none=True)
             acc.backward(loss)
+            if parts.track_grad_norm:
+                metrics["g/grad_norm"] = grad_norm(parts.G_plain, acc.scaler)
             parts.opt_g.step()
     finally:
         d_plain.requires_grad_(True)

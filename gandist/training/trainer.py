@@ -237,6 +237,11 @@ class Trainer:
         """One outer iteration: n_critic D updates, then one G update."""
         metrics: dict[str, torch.Tensor] = {}
         y = None
+        t = self.cfg.train
+        upcoming = self.step + 1
+        self.parts.track_grad_norm = bool(t.log_every) and (
+            upcoming % t.log_every == 0 or upcoming == t.steps
+        )
         for k in range(self.cfg.train.n_critic):
             x, y = self._batch()
             z = self._noise(f"d{k}/z")

@@ -17,9 +17,16 @@ def wandb_files(run: Path) -> list[Path]:
 
 
 def test_two_process_run_logs_once_to_an_offline_wandb_run(workdir: Path) -> None:
-    args = train_args("toy2d_wgan_gp.yaml", "train.steps=6", "train.log_every=2",
-                      "train.sample_every=3", "train.batch_size=64", "tracking.wandb=offline",
-                      "train.run_name=wb", "train.checkpoint_every=0")
+    args = train_args(
+        "toy2d_wgan_gp.yaml",
+        "train.steps=6",
+        "train.log_every=2",
+        "train.sample_every=3",
+        "train.batch_size=64",
+        "tracking.wandb=offline",
+        "train.run_name=wb",
+        "train.checkpoint_every=0",
+    )
     proc = run_gandist(args, workdir, nproc=2)
     run = workdir / "runs" / "wb"
     files = wandb_files(run)
@@ -28,9 +35,23 @@ def test_two_process_run_logs_once_to_an_offline_wandb_run(workdir: Path) -> Non
     steps = sorted({r["_step"] for r in rows})
     assert steps == [2, 3, 4, 6]
     scalars = {k for r in rows for k in r}
-    for key in ("d/loss", "g/loss", "d/real_score", "d/fake_score", "d/wasserstein", "d/gp",
-                "d/gp_grad_norm", "perf/img_per_s", "perf/img_per_s_per_device", "lr/g",
-                "lr/d", "epoch", "eval/modes_captured"):
+    for key in (
+        "d/loss",
+        "g/loss",
+        "d/real_score",
+        "d/fake_score",
+        "d/wasserstein",
+        "d/gp",
+        "d/gp_grad_norm",
+        "d/grad_norm",
+        "g/grad_norm",
+        "perf/img_per_s",
+        "perf/img_per_s_per_device",
+        "lr/g",
+        "lr/d",
+        "epoch",
+        "eval/modes_captured",
+    ):
         assert key in scalars, key
     images = {r["_step"]: r for r in rows if r.get("samples/_type") == "image-file"}
     assert sorted(images) == [3, 6] and images[6]["samples/format"] == "png"
@@ -43,8 +64,14 @@ def test_two_process_run_logs_once_to_an_offline_wandb_run(workdir: Path) -> Non
 
 
 def test_pictures_and_report(workdir: Path) -> None:
-    args = train_args("toy2d_gan.yaml", "train.steps=6", "train.log_every=1",
-                      "train.sample_every=2", "train.batch_size=64", "train.run_name=pics")
+    args = train_args(
+        "toy2d_gan.yaml",
+        "train.steps=6",
+        "train.log_every=1",
+        "train.sample_every=2",
+        "train.batch_size=64",
+        "train.run_name=pics",
+    )
     run_gandist(args, workdir)
     run = workdir / "runs" / "pics"
     curves = Image.open(run / "loss_curves.png")
@@ -52,8 +79,11 @@ def test_pictures_and_report(workdir: Path) -> None:
     gif = Image.open(run / "training.gif")
     assert gif.format == "GIF" and gif.n_frames == len(list((run / "samples").glob("*.png"))) == 3
     scatter = Image.open(run / "samples" / "step_000006.png").convert("RGB")
-    colours = {scatter.getpixel((x, y)) for x in range(0, scatter.size[0], 7)
-               for y in range(0, scatter.size[1], 7)}
+    colours = {
+        scatter.getpixel((x, y))
+        for x in range(0, scatter.size[0], 7)
+        for y in range(0, scatter.size[1], 7)
+    }
     assert len(colours) > 5  # a drawn plot, not a blank canvas
 
     out = run_gandist(["report", str(run)], workdir).stdout.strip()
@@ -62,15 +92,23 @@ def test_pictures_and_report(workdir: Path) -> None:
     assert page.count("data:image/png;base64,") == 1 + 3  # curves + 3 sample plots
     assert "data:image/gif;base64," in page and "completed" in page
     assert "toy2d:ring8" in page  # the config is shown
-    assert "src=\"http" not in page  # self-contained
+    assert 'src="http' not in page  # self-contained
 
 
 def test_unreachable_wandb_falls_back_to_offline(workdir: Path) -> None:
     os.environ["WANDB_API_KEY"] = "a" * 40
     os.environ["WANDB_BASE_URL"] = "http://127.0.0.1:9"  # nothing listens there
     try:
-        proc = run_gandist(train_args("toy2d_gan.yaml", "tracking.wandb=auto", "train.steps=2",
-                                      "train.batch_size=64", "train.run_name=down"), workdir)
+        proc = run_gandist(
+            train_args(
+                "toy2d_gan.yaml",
+                "tracking.wandb=auto",
+                "train.steps=2",
+                "train.batch_size=64",
+                "train.run_name=down",
+            ),
+            workdir,
+        )
     finally:
         os.environ.pop("WANDB_API_KEY")
         os.environ.pop("WANDB_BASE_URL")
