@@ -12,11 +12,15 @@ The format itself lives in `gandist.data.shard_format`; this module decides what
   always complete.
 - Bad input is converted or skipped, counted per reason (`REASONS`) with the first few paths;
   `strict=True` turns the first one into a ValueError.
+- Parts: `part=(k, n)` writes only shards i with i % n == k, so n processes (a SLURM job array,
+  slurm/shard.sh) can fill one directory; whichever part finds every shard complete writes the
+  manifest, under a lock, so n parts leave the same files as one run.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import json
@@ -166,13 +170,21 @@ class ShardReport:
     examples: dict[str, list[str]]  # reason -> first few paths (skipped and converted)
     shards_reused: int = 0
     converted: dict[str, int] = field(default_factory=dict)  # reason -> files kept, altered
+    part: tuple[int, int] | None = None  # (k, n) when written as one of n parts
+    complete: bool = True  # False: a part whose manifest waits for the other parts
 
     def summary(self) -> str:
         reused = f" ({self.shards_reused} reused from an earlier run)" if self.shards_reused else ""
+        which = ""
+        if self.part:
+            last = ", the last to finish: the whole directory" if self.complete else ""
+            which = f"part {self.part[0]}/{self.part[1]}{last}: "
         lines = [
-            f"wrote {self.num_samples} samples in {self.num_shards} shards to "
+            f"{which}wrote {self.num_samples} samples in {self.num_shards} shards to "
             f"{self.out_dir}{reused}"
         ]
+        if not self.complete:
+            lines.append("other parts are unfinished: the last part to finish writes the manifest")
         for title, counts in (("skipped", self.skipped), ("converted", self.converted)):
             if counts:
                 lines.append(f"{title} {sum(counts.values())}:")
@@ -864,6 +876,7 @@ def write_shards(
     data_cfg: DataConfig | None = None,
     progress: bool = True,
     min_shards: int = 0,
+    part: tuple[int, int] | None = None,
 ) -> ShardReport:
     """Write `source` (any image `data.source`) as tar shards plus `dataset.json` under `out_dir`.
 
@@ -872,6 +885,10 @@ def write_shards(
     `min_shards` caps the size so that small data sets still split over processes x workers.
     A re-run with the same inputs reuses complete shards. Raises ValueError for bad arguments,
     an empty folder or (strict) the first bad input file.
+
+    `part=(k, n)`: write only shards i with i % n == k (one of n concurrent writers with the same
+    arguments); the part that finds every shard complete writes the manifest and returns a
+    report of the whole directory, the others a report of their own shards with complete=False.
     """
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"--format: {image_format!r} is not one of {', '.join(IMAGE_FORMATS)}")
@@ -879,6 +896,8 @@ def write_shards(
         raise ValueError("give --shard-size or --shard-bytes, not both")
     if shard_size < 0 or shard_bytes < 0 or workers < 0:
         raise ValueError("--shard-size, --shard-bytes and --workers must not be negative")
+    if part is not None and not 0 <= part[0] < part[1]:
+        raise ValueError(f"part (k, n) needs 0 <= k < n, got {part}")
     cfg = _source_config(source, image_size, channels, data_cfg)
     src = _load_images(cfg, quiet=labels_file is not None)
     plan = make_plan(src, cfg, labels_file, objects_file)
@@ -905,9 +924,63 @@ def write_shards(
         per_shard = max(1, min(per_shard, math.ceil(len(plan.items) / min_shards)))
     tasks = make_tasks(plan, per_shard, job)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if part is not None:
+        return _write_part(tasks, part, plan, job, reader, workers, progress)
     _clean_out_dir(out_dir, len(tasks))
     stats, reused = _write_all(tasks, job, reader, workers, progress)
     return _finish(out_dir, stats, reused, plan, job)
+
+
+_PART_LOCK = f".{MANIFEST}.lock"
+
+
+def _write_part(
+    tasks: list[Task],
+    part: tuple[int, int],
+    plan: Plan,
+    job: Job,
+    reader: Reader,
+    workers: int,
+    progress: bool,
+) -> ShardReport:
+    """Part k of n: write shards i % n == k, then, under a lock, finish the directory if every
+    shard is complete. Each part removes the manifest before touching a shard (a directory with
+    a manifest stays complete) and only its own temporaries (the other parts may be writing)."""
+    k, n = part
+    out_dir = Path(job.out_dir)
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    for path in out_dir.iterdir():
+        temp = _TEMP_FILE.fullmatch(path.name)
+        if temp and temp.group(1) is not None and int(temp.group(1)) % n == k and path.is_file():
+            path.unlink()
+    mine = [t for t in tasks if t.index % n == k]
+    stats, reused = _write_all(mine, job, reader, workers, progress)
+    with open(out_dir / _PART_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one finisher at a time (shared manifest temp file)
+        everything = [reusable(out_dir, t) for t in tasks]
+        if all(s is not None for s in everything):
+            # Every shard complete: no part is writing any more, so the full clean is safe.
+            _clean_out_dir(out_dir, len(tasks))
+            whole = [s for s in everything if s is not None]
+            report = _finish(out_dir, whole, reused, plan, job)
+            report.part = part
+            return report
+    written = [s for s in stats if s.num_samples]
+    issues = Issues()
+    for s in stats:
+        issues.merge(s.issues)
+    return ShardReport(
+        out_dir=out_dir,
+        manifest=out_dir / MANIFEST,
+        num_samples=sum(s.num_samples for s in written),
+        num_shards=len(written),
+        skipped=issues.of(SKIP_REASONS),
+        examples=issues.examples,
+        shards_reused=reused,
+        converted=issues.of(CONVERT_REASONS),
+        part=part,
+        complete=False,
+    )
 
 
 def _write_all(

@@ -10,6 +10,7 @@ run continues exactly where it stopped without replaying data.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -35,6 +36,16 @@ class BatchStream(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def ignore_stop_signals(_worker_id: int = 0) -> None:
+    """DataLoader worker_init_fn: leave SIGTERM/SIGUSR1 to the training process.
+
+    torchrun forwards SIGTERM to the whole process group, loader workers included; a worker
+    killed by it makes the trainer crash instead of stopping cleanly at the agreed step.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -127,6 +138,7 @@ class RankBatchStream:
                     num_workers=self.workers,
                     persistent_workers=False,
                     pin_memory=torch.cuda.is_available(),
+                    worker_init_fn=ignore_stop_signals if self.workers else None,
                 )
             )
 

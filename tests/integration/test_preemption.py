@@ -111,6 +111,24 @@ def test_signal_checkpoints_all_ranks_then_resume_finishes(
     assert steps == sorted(set(steps)) and steps[-1] == status["step"] + 5
 
 
+def test_sigterm_to_torchrun_with_loader_workers_checkpoints(workdir: Path) -> None:
+    """The common path: the scheduler SIGTERMs torchrun, which forwards it to its whole process
+    group, DataLoader workers (image data from shards, 2 workers per rank) included."""
+    args = train_args("dcgan_digits.yaml", "train.steps=100000", "train.batch_size=16",
+                      "model.g_width=8", "model.d_width=8", "data.workers=2",
+                      "train.run_name=tr", "train.checkpoint_every=0")
+    run = workdir / "runs" / "tr"
+    proc = start(args, workdir, nproc=2)
+    wait_for_step(run, 3, proc)
+    os.kill(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "preempted", out[-3000:]
+    assert "DataLoader worker" not in out
+    ck = latest_checkpoint(run)
+    assert ck is not None and ck.name == f"step_{status['step']}"
+
+
 def test_single_process_exit_code_is_documented(workdir: Path) -> None:
     args = train_args(
         "toy2d_gan.yaml", "train.steps=100000", "train.batch_size=64", "train.run_name=one"

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# `gandist shard` as a SLURM job array: task k of n writes the shards i with i % n == k into one
+# shared output directory; the last task to finish writes the dataset.json manifest.
+#
+#   sbatch --array=0-7 slurm/shard.sh <source> <out_dir> [gandist shard options ...]
+#   sbatch --array=0-15 --cpus-per-task=4 slurm/shard.sh folder:/data/faces shards/faces \
+#          --image-size 64 --shard-bytes 256MB
+#
+# <out_dir> must be on a filesystem every node sees (with working flock, e.g. NFSv4, Lustre,
+# GPFS). Submit from the repository root: relative paths are relative to the submit directory.
+#
+# Why this is safe: shard i always holds source samples [i*S, (i+1)*S), so every task computes
+# the same plan and the tasks never write the same file. Each task removes the manifest before
+# touching a shard; a task that finds every shard complete writes the manifest under a lock
+# (gandist.data.shards.write_shards(part=(k, n))). The result is byte-identical to one
+# `gandist shard` run with the same options. Everything is resumable: a re-run (of the whole
+# array, or of a failed task) reuses complete shards. Run one array per directory at a time.
+#
+# Time limit: --signal=B:USR1 makes the task requeue itself before the limit; the requeued task
+# keeps the shards it completed and writes the rest.
+#
+# Variables (all optional; sbatch passes the submitting shell's environment to the job):
+#   GANDIST_SHARD_PARTS     n, the number of parts (default: the array's task count). Set it
+#                           to rerun single tasks: GANDIST_SHARD_PARTS=8 sbatch --array=3 ...
+#                           (then the part is the array task id itself)
+#   GANDIST_RUNTIME         venv (default) | apptainer
+#   GANDIST_VENV            venv mode: the virtual environment (default: <repo>/.venv if it
+#                           exists, else the python3 on PATH)
+#   GANDIST_IMAGE           apptainer mode: the image; required
+#   GANDIST_APPTAINER       apptainer mode: the binary (default: apptainer, else singularity)
+#   GANDIST_APPTAINER_ARGS  apptainer mode: extra `exec` options, split on spaces
+#   GANDIST_HOME            the gandist checkout (default: found from the submitted script path)
+# --workers defaults to $SLURM_CPUS_PER_TASK (a --workers option given here wins).
+#
+#SBATCH --job-name=gandist-shard
+#SBATCH --array=0-3
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=8
+#SBATCH --time=02:00:00
+#SBATCH --output=slurm-%x-%A_%a.out
+#SBATCH --open-mode=append
+#SBATCH --signal=B:USR1@60
+#SBATCH --requeue
+set -euo pipefail
+
+log() { printf 'gandist-slurm [%s]: %s\n' "$(date +%T)" "$*"; }
+die() { printf 'gandist-slurm: error: %s\n' "$*" >&2; exit 2; }
+
+[ -n "${SLURM_JOB_ID:-}" ] || die "submit with sbatch (SLURM_JOB_ID is not set)"
+[ $# -ge 2 ] || die "usage: sbatch --array=0-<n-1> slurm/shard.sh <source> <out_dir> [options]"
+
+# ---------------------------------------------------------------- which part
+
+if [ -n "${GANDIST_SHARD_PARTS:-}" ]; then
+  N=$GANDIST_SHARD_PARTS
+  K=${SLURM_ARRAY_TASK_ID:-0}
+elif [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then
+  N=$SLURM_ARRAY_TASK_COUNT
+  K=$(( SLURM_ARRAY_TASK_ID - ${SLURM_ARRAY_TASK_MIN:?} ))
+  # With gaps (--array=0-14:2, 1,5,9) the ids do not number the parts 0..n-1.
+  [ $(( ${SLURM_ARRAY_TASK_MAX:?} - SLURM_ARRAY_TASK_MIN + 1 )) = "$N" ] \
+    || die "the array ids must be contiguous (e.g. --array=0-7), or set GANDIST_SHARD_PARTS"
+else
+  N=1  # a plain job: the whole data set
+  K=0
+fi
+if ! [[ "$N" =~ ^[1-9][0-9]*$ && "$K" =~ ^[0-9]+$ ]] || [ "$K" -ge "$N" ]; then
+  die "part $K of $N: need 0 <= part < GANDIST_SHARD_PARTS"
+fi
+
+# ---------------------------------------------------------------- runtime: venv or container
+
+gandist_home() {  # $0 is slurmd's spooled copy; the submitted path is the job's Command
+  local cmd
+  cmd=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null | sed -n 's/^ *Command=//p' | head -n1)
+  if [ -n "$cmd" ] && [ -f "$(dirname "$cmd")/../pyproject.toml" ]; then
+    (cd "$(dirname "$cmd")/.." && pwd)
+  else
+    printf '%s\n' "${SLURM_SUBMIT_DIR:-$(pwd)}"
+  fi
+}
+GANDIST_HOME=${GANDIST_HOME:-$(gandist_home)}
+
+case "${GANDIST_RUNTIME:-venv}" in
+  venv)
+    VENV=${GANDIST_VENV:-}
+    if [ -z "$VENV" ] && [ -x "$GANDIST_HOME/.venv/bin/python" ]; then
+      VENV=$GANDIST_HOME/.venv
+    fi
+    if [ -n "$VENV" ]; then
+      [ -x "$VENV/bin/python" ] || die "GANDIST_VENV=$VENV has no bin/python"
+      PY=("$VENV/bin/python")
+    else
+      PY=(python3)
+    fi
+    ;;
+  apptainer)
+    [ -n "${GANDIST_IMAGE:-}" ] || die "GANDIST_RUNTIME=apptainer needs GANDIST_IMAGE"
+    APPTAINER=${GANDIST_APPTAINER:-$(command -v apptainer || command -v singularity || true)}
+    [ -n "$APPTAINER" ] || die "neither apptainer nor singularity is on PATH"
+    read -r -a EXTRA <<<"${GANDIST_APPTAINER_ARGS:-}"
+    PY=("$APPTAINER" exec "${EXTRA[@]}" "$GANDIST_IMAGE" python)
+    ;;
+  *) die "GANDIST_RUNTIME must be venv or apptainer, not '${GANDIST_RUNTIME}'" ;;
+esac
+
+# ---------------------------------------------------------------- time limit: requeue
+
+# The batch shell gets USR1 before the time limit; bash runs the trap only while blocked in
+# `wait`, hence the background job. The writer (its own process group, with its pool workers)
+# is stopped first and waited for: processes orphaned by this shell's exit can escape SLURM's
+# process tracking (proctrack/linuxproc) and would race the restarted task. Then the task is
+# requeued; complete shards are kept, a half-written one is discarded and redone.
+# shellcheck disable=SC2317  # reached through the trap
+on_usr1() {
+  trap '' USR1 TERM
+  log "SIGUSR1 (time limit near): stopping part $K of $N and requeueing the task"
+  kill -TERM -- "-$PID" 2>/dev/null || kill -TERM "$PID" 2>/dev/null || true
+  wait "$PID" 2>/dev/null || true
+  scontrol requeue "$SLURM_JOB_ID" || log "scontrol requeue failed; rerun the task to finish"
+  exit 0
+}
+trap on_usr1 USR1
+
+# ---------------------------------------------------------------- shard
+
+# `gandist shard`'s own option parsing and messages, with write_shards given the part.
+SHARD_PY='
+import functools
+import sys
+
+from gandist import cli
+from gandist.data import shards
+
+k, n = int(sys.argv[1]), int(sys.argv[2])
+shards.write_shards = functools.partial(shards.write_shards, part=(k, n))
+sys.exit(cli.main(["shard", *sys.argv[3:]]))
+'
+log "job ${SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID} task ${SLURM_ARRAY_TASK_ID:-0} (restart" \
+    "${SLURM_RESTART_COUNT:-0}) on $(hostname -s): part $K of $N, source $1 -> $2"
+export PYTHONUNBUFFERED=1
+# setsid: a process group of its own (the writer and its workers), to stop them together.
+setsid "${PY[@]}" -c "$SHARD_PY" "$K" "$N" --workers "${SLURM_CPUS_PER_TASK:-1}" "$@" &
+PID=$!
+RC=0
+while :; do
+  RC=0
+  wait "$PID" || RC=$?
+  if [ "$RC" -gt 128 ] && kill -0 "$PID" 2>/dev/null; then
+    continue
+  fi
+  break
+done
+if [ "$RC" = 0 ]; then
+  log "part $K of $N done"
+else
+  log "part $K of $N failed with exit code $RC"
+fi
+exit "$RC"

@@ -1,0 +1,349 @@
+#!/usr/bin/env bash
+# gandist on SLURM: one training run over N nodes x P processes, preemption-safe.
+#
+#   sbatch slurm/train.sh <config.yaml> [dotted.override=value ...]
+#   sbatch --nodes=4 --gpus-per-node=8 slurm/train.sh configs/wgan_gp_digits.yaml optim.d.lr=1e-4
+#
+# Submit from the repository root (the config path and train.output_dir are relative to the
+# submit directory). sbatch command-line options override the #SBATCH lines below.
+#
+# What it does: one `srun` task per node runs torchrun (or accelerate launch) with a static
+# rendezvous on the first node of the allocation; each node's rank is $SLURM_NODEID, expanded
+# inside that node's task. The run is `train.run_name=$GANDIST_RUN_NAME` with
+# `train.resume=auto`, so a requeued job continues from `<run>/checkpoints/latest`.
+#
+# Signals: this batch shell forwards each stop signal to the job step as SIGTERM (never SIGUSR1:
+# that kills torchrun), every rank stops at the same step and checkpoints, rank 0 writes
+# <run>/status.json, and this script acts on it:
+#   SIGUSR1 (--signal=B:USR1@<s> before the time limit, or `scancel --signal=USR1 --batch <job>`):
+#           checkpoint, then `scontrol requeue`; the requeued job resumes (train.resume=auto).
+#   SIGTERM (scancel, preemption; SIGKILL follows after KillWait/GraceTime): checkpoint and stop.
+#           Not requeued by default, so that `scancel` still cancels; preemption with
+#           PreemptMode=REQUEUE is requeued by SLURM itself. GANDIST_REQUEUE_ON_TERM=1 requeues.
+#   SIGUSR2 (`scancel --signal=USR2 --batch <job>`): checkpoint and stop, exit 0.
+# Exit: 0 completed (or stopped by SIGUSR2, or requeued); 75 stopped with a checkpoint and not
+# requeued (resume by resubmitting with GANDIST_RUN_NAME=<run name>); 1 failed; 2 bad usage.
+#
+# Variables (all optional; sbatch passes the submitting shell's environment to the job):
+#   GANDIST_RUNTIME          venv (default) | apptainer
+#   GANDIST_VENV             venv mode: the virtual environment to use (default: <repo>/.venv if
+#                            it exists, else whatever torchrun/python is on PATH)
+#   GANDIST_IMAGE            apptainer mode: the image (.sif file or docker://... URI); required
+#   GANDIST_APPTAINER        apptainer mode: the binary (default: apptainer, else singularity)
+#   GANDIST_APPTAINER_ARGS   apptainer mode: extra `exec` options, split on spaces
+#                            (e.g. "--bind /data:/data"); --nv is always passed
+#   GANDIST_LAUNCHER         torchrun (default) | accelerate
+#   GANDIST_NPROC_PER_NODE   processes per node (default: GPUs allocated per node, else 1);
+#                            set it for CPU-only runs
+#   GANDIST_MASTER_PORT      rendezvous port on the first node (default 20000 + job id % 20000)
+#   GANDIST_RUN_NAME         train.run_name (default <config name>-<job id>; the job id survives
+#                            requeues, so the requeued job finds its own checkpoints)
+#   GANDIST_OVERRIDES        more dotted overrides, split on spaces, applied after the arguments
+#   GANDIST_WANDB_MODE       tracking.wandb: auto (config default: online when WANDB_API_KEY is
+#                            set, else offline) | online | offline | disabled
+#   WANDB_API_KEY            W&B key (from the environment; never written into a script)
+#   GANDIST_WANDB_KEY_FILE   a file holding the W&B key, read at job start (keeps the key out of
+#                            the job's recorded environment)
+#   GANDIST_SHUTDOWN_TIMEOUT seconds torchrun waits for workers to checkpoint and exit after
+#                            SIGTERM before it kills them (default 300; exported as
+#                            TORCH_ELASTIC_SHUTDOWN_TIMEOUT, which recent torch reads; older
+#                            torchrun always waits 30 s). Keep it below the --signal lead time.
+#   GANDIST_MAX_REQUEUES     stop requeueing after this many restarts (default 50)
+#   GANDIST_REQUEUE_ON_TERM  1: requeue after SIGTERM too (clusters with PreemptMode=CANCEL);
+#                            then stop a job for good with `scancel --signal=USR2 --batch`
+#   GANDIST_HOME             the gandist checkout (default: found from the submitted script path)
+#
+#SBATCH --job-name=gandist
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --gpus-per-node=4
+#SBATCH --cpus-per-task=32
+#SBATCH --time=04:00:00
+#SBATCH --output=slurm-%x-%j.out
+#SBATCH --open-mode=append
+#SBATCH --signal=B:USR1@300
+#SBATCH --requeue
+set -euo pipefail
+
+log() { printf 'gandist-slurm [%s]: %s\n' "$(date +%T)" "$*"; }
+die() { printf 'gandist-slurm: error: %s\n' "$*" >&2; exit 2; }
+
+[ -n "${SLURM_JOB_ID:-}" ] || die "submit with sbatch (SLURM_JOB_ID is not set)"
+[ $# -ge 1 ] || die "usage: sbatch slurm/train.sh <config.yaml> [dotted.override=value ...]"
+CONFIG=$1
+shift
+
+# ---------------------------------------------------------------- where gandist lives
+
+# Under sbatch, $0 is slurmd's spooled copy of this script, so the checkout is found from the
+# submitted path (the job's Command) unless we were exec'd by path (slurm/train_dcgan.sh).
+gandist_home() {
+  local here cmd
+  here=$(cd "$(dirname "$0")" && pwd)
+  if [ -f "$here/../pyproject.toml" ] && [ -d "$here/../gandist" ]; then
+    (cd "$here/.." && pwd)
+    return
+  fi
+  cmd=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null | sed -n 's/^ *Command=//p' | head -n1)
+  if [ -n "$cmd" ] && [ -f "$(dirname "$cmd")/../pyproject.toml" ]; then
+    (cd "$(dirname "$cmd")/.." && pwd)
+    return
+  fi
+  printf '%s\n' "${SLURM_SUBMIT_DIR:-$(pwd)}"
+}
+GANDIST_HOME=${GANDIST_HOME:-$(gandist_home)}
+
+# ---------------------------------------------------------------- runtime: venv or container
+
+RUNTIME=${GANDIST_RUNTIME:-venv}
+LAUNCHER=${GANDIST_LAUNCHER:-torchrun}
+case "$RUNTIME" in
+  venv)
+    VENV=${GANDIST_VENV:-}
+    if [ -z "$VENV" ] && [ -x "$GANDIST_HOME/.venv/bin/python" ]; then
+      VENV=$GANDIST_HOME/.venv
+    fi
+    if [ -n "$VENV" ]; then
+      [ -x "$VENV/bin/python" ] || die "GANDIST_VENV=$VENV has no bin/python"
+      PREFIX=()
+      PY=("$VENV/bin/python")
+      LAUNCH_BIN=("$VENV/bin/$LAUNCHER")
+    else  # an environment activated before sbatch (the job inherits PATH)
+      PREFIX=()
+      PY=(python3)
+      LAUNCH_BIN=("$LAUNCHER")
+    fi
+    ;;
+  apptainer)
+    [ -n "${GANDIST_IMAGE:-}" ] || die "GANDIST_RUNTIME=apptainer needs GANDIST_IMAGE"
+    APPTAINER=${GANDIST_APPTAINER:-$(command -v apptainer || command -v singularity || true)}
+    [ -n "$APPTAINER" ] || die "neither apptainer nor singularity is on PATH"
+    read -r -a EXTRA <<<"${GANDIST_APPTAINER_ARGS:-}"
+    # --nv: the host's NVIDIA driver inside the container. The container sees the host
+    # environment (SLURM_*, WANDB_API_KEY) and, by default, $HOME, /tmp and the working directory.
+    PREFIX=("$APPTAINER" exec --nv "${EXTRA[@]}" "$GANDIST_IMAGE")
+    PY=("${PREFIX[@]}" python)
+    LAUNCH_BIN=("${PREFIX[@]}" "$LAUNCHER")
+    ;;
+  *) die "GANDIST_RUNTIME must be venv or apptainer, not '$RUNTIME'" ;;
+esac
+# (In apptainer mode the config may be a path inside the image; the resolver below checks it.)
+if [ "$RUNTIME" = venv ] && [ ! -f "$CONFIG" ]; then
+  die "config not found: $CONFIG (relative to $(pwd))"
+fi
+
+# ---------------------------------------------------------------- the run
+
+CONFIG_NAME=$(basename "$CONFIG")
+CONFIG_NAME=${CONFIG_NAME%.*}
+RUN_NAME=${GANDIST_RUN_NAME:-$CONFIG_NAME-$SLURM_JOB_ID}
+read -r -a ENV_OVERRIDES <<<"${GANDIST_OVERRIDES:-}"
+# Ours first, so the user's arguments can still change anything (a later override wins).
+OVERRIDES=("train.run_name=$RUN_NAME" "train.resume=auto")
+if [ -n "${GANDIST_WANDB_MODE:-}" ]; then
+  OVERRIDES+=("tracking.wandb=$GANDIST_WANDB_MODE")
+fi
+OVERRIDES+=("$@" "${ENV_OVERRIDES[@]}")
+
+if [ -n "${GANDIST_WANDB_KEY_FILE:-}" ]; then
+  [ -r "$GANDIST_WANDB_KEY_FILE" ] || die "cannot read GANDIST_WANDB_KEY_FILE=$GANDIST_WANDB_KEY_FILE"
+  WANDB_API_KEY=$(tr -d '[:space:]' <"$GANDIST_WANDB_KEY_FILE")
+  export WANDB_API_KEY
+fi
+
+# The run directory, resolved by gandist's own config loader (this also validates the config
+# and the overrides before any node starts).
+RESOLVE_PY='
+import sys
+from pathlib import Path
+from gandist.config import ConfigError, load_config
+try:
+    cfg = load_config(sys.argv[1], sys.argv[2:])
+except ConfigError as exc:
+    sys.exit(f"gandist: config error: {exc}")
+t = cfg.train
+print(Path(t.output_dir, t.run_name or cfg.name or "run").resolve())
+'
+RUN_DIR=$("${PY[@]}" -c "$RESOLVE_PY" "$CONFIG" "${OVERRIDES[@]}") \
+  || die "cannot resolve the run directory: a bad config or override, or no gandist in ${PY[*]}"
+STATUS=$RUN_DIR/status.json
+
+# ---------------------------------------------------------------- topology
+
+HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)
+NNODES=${SLURM_NNODES:-1}
+gpus_per_node() {
+  local g=${SLURM_GPUS_ON_NODE:-${SLURM_GPUS_PER_NODE:-}}
+  g=${g##*:}  # "a100:4" -> "4"
+  if [ -z "$g" ] && command -v nvidia-smi >/dev/null 2>&1; then
+    g=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+  fi
+  [[ "$g" =~ ^[1-9][0-9]*$ ]] && printf '%s\n' "$g" || printf '1\n'
+}
+NPROC=${GANDIST_NPROC_PER_NODE:-$(gpus_per_node)}
+PORT=${GANDIST_MASTER_PORT:-$(( 20000 + SLURM_JOB_ID % 20000 ))}
+
+case "$LAUNCHER" in
+  torchrun)
+    RANK_FLAG=--node_rank
+    LAUNCH_ARGS=(--nnodes="$NNODES" --nproc_per_node="$NPROC"
+                 --rdzv_backend=static --master_addr="$HEAD" --master_port="$PORT")
+    ;;
+  accelerate)
+    RANK_FLAG=--machine_rank
+    LAUNCH_BIN+=(launch)
+    LAUNCH_ARGS=(--num_machines="$NNODES" --num_processes="$(( NNODES * NPROC ))"
+                 --main_process_ip="$HEAD" --main_process_port="$PORT"
+                 --rdzv_backend=static --same_network --dynamo_backend=no
+                 --mixed_precision=no)  # silences a warning; gandist sets train.precision itself
+    if [ $(( NNODES * NPROC )) -gt 1 ]; then
+      LAUNCH_ARGS=(--multi_gpu "${LAUNCH_ARGS[@]}")
+    fi
+    ;;
+  *) die "GANDIST_LAUNCHER must be torchrun or accelerate, not '$LAUNCHER'" ;;
+esac
+LAUNCH_ARGS+=(-m gandist train "$CONFIG" "${OVERRIDES[@]}")
+
+export PYTHONUNBUFFERED=1  # log lines reach the (appended) job log as they happen
+export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=${GANDIST_SHUTDOWN_TIMEOUT:-300}
+
+log "job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $NNODES node(s) [$SLURM_JOB_NODELIST]," \
+    "$NPROC process(es) per node, head $HEAD:$PORT, $RUNTIME/$LAUNCHER"
+log "run directory $RUN_DIR"
+
+# ---------------------------------------------------------------- signals
+
+# The batch shell is the only process --signal=B:USR1 reaches. bash runs a trap only between
+# commands or while blocked in `wait`, so the step runs in the background and we wait for it.
+STOP_SIGNAL=""
+REQUEUE_ON_STOP=0
+forward_stop() {
+  case "$1" in  # the first signal decides, except that USR2 (stop for good) always wins
+    USR1) [ -n "$STOP_SIGNAL" ] || REQUEUE_ON_STOP=1 ;;
+    TERM) [ -n "$STOP_SIGNAL" ] || REQUEUE_ON_STOP=${GANDIST_REQUEUE_ON_TERM:-0} ;;
+    USR2) REQUEUE_ON_STOP=0 ;;
+  esac
+  [ -n "$STOP_SIGNAL" ] && return 0  # already forwarded
+  STOP_SIGNAL=$1
+  [ -n "${STEP_PID:-}" ] || return 0  # no step yet: decided after the launch check below
+  log "SIG$1: asking the run to checkpoint and stop (SIGTERM to the job step)"
+  # scancel without --batch signals the job steps only (srun's tasks: torchrun and its
+  # workers), not this shell. SIGTERM to srun itself would make srun SIGKILL the step.
+  # (It fails when SLURM is already ending the job: its steps got SIGTERM from SLURM then.)
+  scancel --signal=TERM "$SLURM_JOB_ID" 2>/dev/null \
+    || log "scancel --signal=TERM failed: the job is ending, SLURM signals the step itself"
+}
+trap 'forward_stop USR1' USR1
+trap 'forward_stop TERM' TERM
+trap 'forward_stop USR2' USR2
+
+# ---------------------------------------------------------------- launch
+
+STARTED=$(date +%s)
+STEP_RC=0
+if [ -z "$STOP_SIGNAL" ]; then
+  SRUN=(srun --nodes="$NNODES" --ntasks="$NNODES" --ntasks-per-node=1 --kill-on-bad-exit=0)
+  # Slurm 22.05+ srun does not inherit --cpus-per-task from the job; pass it on.
+  if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then
+    SRUN+=(--cpus-per-task="$SLURM_CPUS_PER_TASK")
+  fi
+  # One task per node. The single-quoted script runs on each node, so $SLURM_NODEID is that
+  # node's own (0 on the head node, which therefore holds global rank 0). Arguments: the rank
+  # flag, how many words make up the launcher command, that command, then the launcher's args.
+  # shellcheck disable=SC2016
+  "${SRUN[@]}" bash -c 'flag=$1 n=$2; shift 2
+    exec "${@:1:n}" "$flag=$SLURM_NODEID" "${@:n+1}"' gandist-node \
+    "$RANK_FLAG" "${#LAUNCH_BIN[@]}" "${LAUNCH_BIN[@]}" "${LAUNCH_ARGS[@]}" &
+  STEP_PID=$!
+  # A signal that arrived while srun was starting is forwarded now.
+  if [ -n "$STOP_SIGNAL" ]; then
+    sig=$STOP_SIGNAL
+    STOP_SIGNAL=""
+    forward_stop "$sig"
+  fi
+  # `wait` returns early (status > 128) whenever a trapped signal arrives; keep waiting until
+  # srun itself has exited.
+  while :; do
+    STEP_RC=0
+    wait "$STEP_PID" || STEP_RC=$?
+    if [ "$STEP_RC" -gt 128 ] && kill -0 "$STEP_PID" 2>/dev/null; then
+      continue
+    fi
+    break
+  done
+fi
+
+# ---------------------------------------------------------------- outcome
+
+# status.json is the contract (torchrun exits 1 whenever a worker exits non-zero, including
+# the preempted exit code 75). Only a status written by this launch counts: an older one may
+# be the previous requeue's "preempted".
+# Read through the runtime, so that in a container the path means what it meant to the run.
+STATUS_PY='
+import json, sys
+try:
+    with open(sys.argv[1]) as fh:
+        d = json.load(fh)
+    print(d.get("state", "missing"), d.get("step", "?"), int(d.get("time", 0)))
+except (OSError, ValueError, TypeError):
+    print("missing ? 0")
+'
+read -r STATE STEP WRITTEN < <("${PY[@]}" -c "$STATUS_PY" "$STATUS" 2>/dev/null) || true
+STATE=${STATE:-missing}
+STEP=${STEP:-?}
+[[ "${WRITTEN:-}" =~ ^[0-9]+$ ]] || WRITTEN=0
+if [ "$STATE" != missing ] && [ "$WRITTEN" -lt "$STARTED" ]; then
+  STATE=stale
+fi
+log "step exited with $STEP_RC; status.json: $STATE at step $STEP${STOP_SIGNAL:+ (after SIG$STOP_SIGNAL)}"
+
+requeue() {
+  local restarts=${SLURM_RESTART_COUNT:-0}
+  if [ "$restarts" -ge "${GANDIST_MAX_REQUEUES:-50}" ]; then
+    log "not requeueing: already restarted $restarts times (GANDIST_MAX_REQUEUES)"
+    exit 75
+  fi
+  # Requeueing ends this job (SIGTERM to this shell): nothing is left to forward.
+  trap '' USR1 USR2 TERM
+  if scontrol requeue "$SLURM_JOB_ID"; then
+    log "requeued job $SLURM_JOB_ID; it resumes from $RUN_DIR/checkpoints/latest"
+    exit 0
+  fi
+  log "scontrol requeue failed (job cancelled?); resubmit with GANDIST_RUN_NAME=$RUN_NAME" \
+      "to continue from the checkpoint"
+  exit 75
+}
+
+stopped() {  # a checkpoint exists at the stop step; requeue or say how to continue
+  if [ "$REQUEUE_ON_STOP" = 1 ]; then
+    requeue
+  fi
+  log "stopped at step $STEP, not requeued; to continue, submit the same command again with" \
+      "GANDIST_RUN_NAME=$RUN_NAME"
+  [ "$STOP_SIGNAL" = USR2 ] && exit 0
+  exit 75
+}
+
+case "$STATE" in
+  completed)
+    log "completed at step $STEP"
+    exit 0
+    ;;
+  preempted)
+    stopped
+    ;;
+  failed)
+    log "run failed at step $STEP (the error is above and in $STATUS)"
+    exit 1
+    ;;
+  *)
+    if [ -n "$STOP_SIGNAL" ]; then
+      # Signalled before the workers could write a status (e.g. during start-up): nothing new
+      # to save; a requeued job resumes from the latest checkpoint, if any.
+      log "signalled before the run reported a status"
+      stopped
+    fi
+    log "run failed before reporting a status (see the log above)"
+    exit 1
+    ;;
+esac
