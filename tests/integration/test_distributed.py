@@ -151,3 +151,11 @@ def test_accelerate_launch_two_cpu_processes_bf16(workdir: Path) -> None:
         (workdir / "runs/toy2d_wgan_gp/checkpoints/step_2/trainer_state.json").read_text()
     )
     assert state["world_size"] == 2
+
+
+def test_sync_batchnorm_on_cpu_with_two_processes_is_a_clear_error(workdir: Path) -> None:
+    proc = run_gandist(train_args("dcgan_digits.yaml", "dist.sync_batchnorm=true",
+                                  "train.steps=1", "data.shards=off"), workdir, nproc=2,
+                       check=False)
+    assert proc.returncode != 0
+    assert "dist.sync_batchnorm=true needs GPUs" in proc.stderr
