@@ -99,6 +99,23 @@ def _add_shard_parser(sub: argparse._SubParsersAction) -> None:
     h.set_defaults(func=_cmd_shard)
 
 
+def _cmd_sefa(args: argparse.Namespace) -> int:
+    from gandist.evaluation.sefa import run_sefa
+
+    for path in run_sefa(
+        args.path,
+        args.k,
+        args.out,
+        n=args.n,
+        steps=args.steps,
+        distance=args.distance,
+        seed=args.seed,
+        use_ema=not args.no_ema,
+    ):
+        print(path)
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from gandist.tracking.report import write_report
 
@@ -142,6 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
     s.set_defaults(func=_cmd_sample)
+
+    f = sub.add_parser("sefa", help="latent directions by closed-form factorization (SeFa)")
+    f.add_argument("path", help="run directory (latest checkpoint) or checkpoint directory")
+    f.add_argument("--k", type=int, default=5, help="number of directions (default 5)")
+    f.add_argument("--out", default="sefa", help="output directory (default ./sefa)")
+    f.add_argument("--n", type=int, default=6, help="samples per traversal (default 6)")
+    f.add_argument("--steps", type=int, default=7, help="alphas per traversal (default 7)")
+    f.add_argument("--distance", type=float, default=3.0, help="max |alpha| (default 3)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
+    f.set_defaults(func=_cmd_sefa)
 
     r = sub.add_parser("report", help="write a self-contained HTML report of a run")
     r.add_argument("run", help="run directory")

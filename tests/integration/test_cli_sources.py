@@ -58,6 +58,10 @@ def test_train_then_sample(case: str, workdir: Path) -> None:
         run_gandist(["sample", str(run), "--n", "100", "--out", "pts.npy"], workdir)
         pts = np.load(workdir / "pts.npy")
         assert pts.shape == (100, 2) and pts.dtype == np.float32 and np.isfinite(pts).all()
+        run_gandist(["sefa", str(run), "--k", "3", "--out", "sefa"], workdir)
+        dirs = np.load(workdir / "sefa" / "directions.npy")
+        assert dirs.shape == (3, 10) and np.allclose(dirs @ dirs.T, np.eye(3), atol=1e-5)
+        assert Image.open(workdir / "sefa" / "direction_02.png").format == "PNG"
     else:
         conditional = case in ("digits-acgan", "shapes-cdcgan")
         labels = {"class": ["--labels", "3"], "multi": ["--labels", "red cube,blue sphere"]}
@@ -65,6 +69,10 @@ def test_train_then_sample(case: str, workdir: Path) -> None:
         run_gandist(["sample", str(ck), "--n", "16", "--out", "grid.png", *cond], workdir)
         img = Image.open(workdir / "grid.png")
         assert img.size[0] >= 4 * state["data_info"]["image_size"]
+        if case == "digits-dcgan":
+            run_gandist(["sefa", str(ck), "--k", "2", "--out", "sefa", "--steps", "5"], workdir)
+            grid = Image.open(workdir / "sefa" / "direction_00.png")
+            assert grid.size[0] == 5 * (state["data_info"]["image_size"] + 2) + 2
         if not conditional:
             bad = run_gandist(["sample", str(ck), "--labels", "3"], workdir, check=False)
             assert bad.returncode == 2 and "unconditional" in bad.stderr
