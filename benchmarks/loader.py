@@ -60,8 +60,9 @@ def imagefolder_rate(root: Path, args: argparse.Namespace) -> float:
 
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)])
     ds = datasets.ImageFolder(str(root), transform=tf)
-    dl = torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=True,
-                                     num_workers=args.workers, drop_last=True)
+    dl = torch.utils.data.DataLoader(
+        ds, batch_size=args.batch, shuffle=True, num_workers=args.workers, drop_last=True
+    )
     return _rate(lambda: (x for x, _ in dl), args.epochs)
 
 
@@ -83,12 +84,22 @@ def trainer_rate(shards: Path, args: argparse.Namespace, workdir: Path) -> float
     from gandist.config import load_config
     from gandist.training.trainer import Trainer
 
-    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "dcgan_digits.yaml", [
-        f"data.source=shards:{shards}", f"train.steps={args.train_steps}",
-        f"train.batch_size={args.batch}", "train.log_every=0", "train.sample_every=0",
-        "train.checkpoint_every=0", "tracking.wandb=disabled", f"train.output_dir={workdir}/runs",
-        f"data.workers={args.workers}", "model.g_width=64", "model.d_width=64",
-    ])
+    cfg = load_config(
+        Path(__file__).resolve().parents[1] / "configs" / "dcgan_digits.yaml",
+        [
+            f"data.source=shards:{shards}",
+            f"train.steps={args.train_steps}",
+            f"train.batch_size={args.batch}",
+            "train.log_every=0",
+            "train.sample_every=0",
+            "train.checkpoint_every=0",
+            "tracking.wandb=disabled",
+            f"train.output_dir={workdir}/runs",
+            f"data.workers={args.workers}",
+            "model.g_width=64",
+            "model.d_width=64",
+        ],
+    )
     tr = Trainer(cfg)
     tr.train_step()  # warm-up
     t0 = time.perf_counter()
@@ -104,17 +115,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         work = args.workdir or Path(tmp)
         folder = _make_folder(work, args.images, args.size)
         shards = work / "shards"
-        write_shards(f"folder:{folder}", shards, image_size=args.size, channels=3,
-                     shard_size=max(1, args.images // 16), workers=args.workers, progress=False)
+        write_shards(
+            f"folder:{folder}",
+            shards,
+            image_size=args.size,
+            channels=3,
+            shard_size=max(1, args.images // 16),
+            workers=args.workers,
+            progress=False,
+        )
         folder_ips = imagefolder_rate(folder, args)
         shard_ips = shard_rate(shards, args)
         train_ips = trainer_rate(shards, args, work) if args.train_steps else None
     result: dict[str, Any] = {
         "benchmark": "loader",
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                     if k not in ("func", "out")},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
+        "settings": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in vars(args).items()
+            if k not in ("func", "out")
+        },
         "imagefolder_img_per_s": round(folder_ips, 1),
         "shards_img_per_s": round(shard_ips, 1),
         "shards_vs_imagefolder": round(shard_ips / folder_ips, 3),
