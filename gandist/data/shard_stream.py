@@ -39,7 +39,7 @@ from gandist.data.shard_format import (
     parse_manifest,
     read_manifest,
 )
-from gandist.data.stream import ignore_stop_signals
+from gandist.data.stream import loader_worker_init
 
 # ---------------------------------------------------------------- locating shards
 
@@ -406,7 +406,7 @@ class ShardStream:
             num_workers=procs,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=False,
-            worker_init_fn=ignore_stop_signals if procs else None,
+            worker_init_fn=loader_worker_init() if procs else None,
         )
         self._iter = iter(loader)
         self._queues = [deque() for _ in range(self.workers)]

@@ -10,8 +10,10 @@ run continues exactly where it stopped without replaying data.
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import torch
@@ -46,6 +48,25 @@ def ignore_stop_signals(_worker_id: int = 0) -> None:
     """
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+
+def _kill_loader_workers() -> None:
+    # multiprocessing's own exit hook SIGTERMs daemon children and then joins them, which would
+    # wait forever on workers that ignore SIGTERM; they hold no state, so SIGKILL them first.
+    for proc in multiprocessing.active_children():
+        proc.kill()
+
+
+def loader_worker_init() -> Callable[[int], None]:
+    """The worker_init_fn for training loaders; arranges the exit-time cleanup once."""
+    global _REAPER_INSTALLED
+    if not _REAPER_INSTALLED:
+        atexit.register(_kill_loader_workers)  # runs before multiprocessing's (LIFO order)
+        _REAPER_INSTALLED = True
+    return ignore_stop_signals
+
+
+_REAPER_INSTALLED = False
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -138,7 +159,7 @@ class RankBatchStream:
                     num_workers=self.workers,
                     persistent_workers=False,
                     pin_memory=torch.cuda.is_available(),
-                    worker_init_fn=ignore_stop_signals if self.workers else None,
+                    worker_init_fn=loader_worker_init() if self.workers else None,
                 )
             )
 
