@@ -150,6 +150,7 @@ class TrackingConfig:
     group: str = ""
     job_type: str = "train"
     tags: list[str] = field(default_factory=list)
+    init_timeout_s: int = 30  # an unreachable server costs this once, then the run logs offline
 
 
 @dataclass
@@ -335,6 +336,7 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
         "train.num_samples": t.num_samples,
         "train.keep_checkpoints": t.keep_checkpoints,
         "dist.stop_check_every": cfg.dist.stop_check_every,
+        "tracking.init_timeout_s": cfg.tracking.init_timeout_s,
     }
     for key, value in positive.items():
         if value <= 0:

@@ -38,7 +38,7 @@ def init_kwargs(
         "name": name,
         "job_type": cfg.job_type,
         # A slow or unreachable server must not stall training start-up for minutes.
-        "settings": wandb.Settings(init_timeout=30, silent=True),
+        "settings": wandb.Settings(init_timeout=cfg.init_timeout_s, silent=True),
     }
     if cfg.entity:
         kwargs["entity"] = cfg.entity

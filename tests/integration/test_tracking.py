@@ -103,6 +103,7 @@ def test_unreachable_wandb_falls_back_to_offline(workdir: Path) -> None:
             train_args(
                 "toy2d_gan.yaml",
                 "tracking.wandb=auto",
+                "tracking.init_timeout_s=5",
                 "train.steps=2",
                 "train.batch_size=64",
                 "train.run_name=down",
