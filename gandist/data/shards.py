@@ -965,22 +965,9 @@ def _write_part(
             report = _finish(out_dir, whole, reused, plan, job)
             report.part = part
             return report
-    written = [s for s in stats if s.num_samples]
-    issues = Issues()
-    for s in stats:
-        issues.merge(s.issues)
-    return ShardReport(
-        out_dir=out_dir,
-        manifest=out_dir / MANIFEST,
-        num_samples=sum(s.num_samples for s in written),
-        num_shards=len(written),
-        skipped=issues.of(SKIP_REASONS),
-        examples=issues.examples,
-        shards_reused=reused,
-        converted=issues.of(CONVERT_REASONS),
-        part=part,
-        complete=False,
-    )
+    report = _report(out_dir, stats, reused, Issues())
+    report.part, report.complete = part, False
+    return report
 
 
 def _write_all(
@@ -1007,16 +994,12 @@ def _write_all(
     return [done[t.name] for t in tasks], reused
 
 
-def _finish(
-    out_dir: Path, stats: list[ShardStats], reused: int, plan: Plan, job: Job
-) -> ShardReport:
-    """Total the issues, write the manifest (last), build the report."""
-    issues = Issues()
-    issues.merge(plan.issues)
+def _report(out_dir: Path, stats: list[ShardStats], reused: int, issues: Issues) -> ShardReport:
+    """Totals over shard stats; `issues` may already hold plan-level findings."""
     for s in stats:
         issues.merge(s.issues)
     written = [s for s in stats if s.num_samples]
-    report = ShardReport(
+    return ShardReport(
         out_dir=out_dir,
         manifest=out_dir / MANIFEST,
         num_samples=sum(s.num_samples for s in written),
@@ -1026,6 +1009,16 @@ def _finish(
         shards_reused=reused,
         converted=issues.of(CONVERT_REASONS),
     )
+
+
+def _finish(
+    out_dir: Path, stats: list[ShardStats], reused: int, plan: Plan, job: Job
+) -> ShardReport:
+    """Total the issues, write the manifest (last), build the report."""
+    issues = Issues()
+    issues.merge(plan.issues)
+    report = _report(out_dir, stats, reused, issues)
+    written = [s for s in stats if s.num_samples]
     if not written:
         raise ValueError(
             f"gandist shard: no usable samples in {job.cfg.source}\n{report.summary()}"
