@@ -367,8 +367,11 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
     if lo.penalty == "clip" and lo.clip_value <= 0:
         raise _fail(origin, "loss.clip_value", f"must be > 0, got {lo.clip_value}")
     if t.dtype == "float64" and t.precision != "no":
-        raise _fail(origin, "train.dtype", "float64 cannot be combined with mixed precision; "
-                    "set train.precision=no")
+        raise _fail(
+            origin,
+            "train.dtype",
+            "float64 cannot be combined with mixed precision; set train.precision=no",
+        )
     if cfg.dist.check_consistency_every < 0:
         raise _fail(origin, "dist.check_consistency_every", "must be >= 0 (0 disables)")
     if t.resume not in ("none", "auto") and not t.resume.strip():
@@ -381,7 +384,3 @@ def to_dict(cfg: Config) -> dict[str, Any]:
 
 def dump_yaml(cfg: Config) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
-
-
-def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(dump_yaml(cfg))

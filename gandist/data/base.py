@@ -40,10 +40,6 @@ class DatasetInfo:
             return (self.point_dim,)
         return (self.channels, self.image_size, self.image_size)
 
-    @property
-    def conditional(self) -> bool:
-        return self.label_type != "none"
-
 
 @dataclass
 class SourceData:

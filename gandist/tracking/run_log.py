@@ -10,7 +10,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from accelerate import Accelerator
 from tqdm.auto import tqdm
@@ -109,6 +108,3 @@ class RunLog:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-    def summary(self) -> dict[str, Any]:
-        return {"metrics": str(self.path)}

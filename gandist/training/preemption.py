@@ -72,8 +72,3 @@ def write_status(run_dir: Path, state: str, **fields: Any) -> Path:
     tmp.write_text(json.dumps({"state": state, "time": time.time(), **fields}, indent=2))
     os.replace(tmp, path)
     return path
-
-
-def read_status(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / STATUS_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
