@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gandist.config import DataConfig
 from gandist.data.shard_format import MANIFEST, read_manifest, sha256_file
@@ -351,6 +352,59 @@ def test_slurm_shard_array_equals_single_process(slurm_jobs: SlurmJobs, tmp_path
     manifest = read_manifest(parallel)
     assert {s.name: s.sha256 for s in manifest.shards} == files
     assert manifest.num_samples == 1797
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(180)
+def test_slurm_sweep_array_one_point_per_task(slurm_jobs: SlurmJobs, tmp_path: Path) -> None:
+    """slurm/sweep.sh as a 2-task array: task i trains grid point i of the sweep file (one
+    process each, train.resume=auto, the job's extra override), and both complete. Submitted
+    without --array, it stops at once and names the --array to use."""
+    sweep = tmp_path / "toy.yaml"
+    sweep.write_text(
+        f"config: {REPO / 'configs' / 'toy2d_wgan.yaml'}\n"
+        "overrides: [train.steps=3, train.n_critic=1, train.batch_size=64, "
+        "train.sample_every=0, train.log_every=1, tracking.wandb=disabled]\n"
+        "grid:\n  loss.clip_value: [0.005, 0.02]\n"
+    )
+    log = tmp_path / "sweep-%a.log"
+    job = slurm_jobs.submit(
+        "sweep.sh", [str(sweep), "train.seed=7"], _job_env(),
+        "--array=0-1", "--gpus-per-node=0", "--cpus-per-task=1", f"--output={log}", "--time=10",
+    )  # fmt: skip
+    plain_log = tmp_path / "no-array.log"
+    plain = slurm_jobs.submit(
+        "sweep.sh", [str(sweep)], _job_env(),
+        "--gpus-per-node=0", "--cpus-per-task=1", f"--output={plain_log}", "--time=10",
+    )  # fmt: skip
+
+    logs = [tmp_path / f"sweep-{i}.log" for i in (0, 1)]
+    records = slurm_jobs.wait(job, timeout=150, log=logs[0])
+    assert len(records) == 2
+    by_task = sorted(records, key=lambda r: int(r["ArrayTaskId"]))
+    for record, task_log in zip(by_task, logs, strict=True):
+        _assert_completed(record, task_log)
+    for i, clip in enumerate((0.005, 0.02)):
+        text = logs[i].read_text()
+        assert f"task {i} (restart 0)" in text and f"point {i} completed" in text, _tail(logs[i])
+        assert f"sweep toy: point {i} (of 2): loss.clip_value={clip}" in text, _tail(logs[i])
+        run = tmp_path / "runs" / f"toy-{i:03d}-clip_value={clip}"
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        assert cfg["loss"]["clip_value"] == clip and cfg["train"]["seed"] == 7
+        assert cfg["train"]["resume"] == "auto" and cfg["tracking"]["group"] == "toy"
+        status = _status(run)
+        assert status["state"] == "completed" and status["step"] == 3
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "toy-000-clip_value=0.005",
+        "toy-001-clip_value=0.02",
+    ]
+
+    (record,) = slurm_jobs.wait(plain, timeout=60, log=plain_log)
+    assert record["JobState"] == "FAILED" and record["ExitCode"] == "2:0", record
+    assert "sbatch --array=0-1 slurm/sweep.sh" in plain_log.read_text()
 
 
 # No cluster needed: the part contract slurm/shard.sh relies on.
