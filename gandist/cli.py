@@ -116,6 +116,89 @@ def _cmd_sefa(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from gandist.evaluation.run_eval import evaluate_checkpoint, format_scores
+
+    overrides = list(args.overrides)
+    if args.n:
+        overrides.append(f"eval.n_samples={args.n}")
+    if args.extractor:
+        overrides.append(f"eval.extractor={args.extractor}")
+    if args.evaluator:
+        overrides.append(f"eval.evaluator={args.evaluator}")
+    record, path = evaluate_checkpoint(
+        args.path, overrides, use_ema=not args.no_ema, wandb_mode=args.wandb, out=args.out
+    )
+    if path is not None:
+        print(f"step {record['step']}, {record['n_samples']} samples, {record['extractor']}:")
+        print(format_scores(record))
+        print(path)
+    return 0
+
+
+def _cmd_train_evaluator(args: argparse.Namespace) -> int:
+    from gandist.config import DataConfig
+    from gandist.evaluation.train_evaluator import train_evaluator
+
+    data = DataConfig(
+        source=args.source,
+        image_size=args.image_size,
+        channels=args.channels,
+        root=args.root,
+        download=args.download,
+        n_samples=args.n_samples,
+        seed=args.seed,
+    )
+    out, spec = train_evaluator(
+        data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr
+    )
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in spec.heldout.items() if k != "samples")
+    print(f"held-out ({int(spec.heldout['samples'])} samples): {scores}")
+    print(out)
+    return 0
+
+
+def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser(
+        "eval",
+        help="score a run or checkpoint: FID, KID, precision/recall, density/coverage, "
+        "conditional accuracy (images) or mode metrics (2-D); works under torchrun too",
+    )
+    e.add_argument("path", help="run directory (latest checkpoint) or checkpoint directory")
+    e.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. eval.nearest_k=3")
+    e.add_argument("--n", type=int, default=0, help="samples (default: the run's eval.n_samples)")
+    e.add_argument("--extractor", choices=("domain", "inception"), default=None)
+    e.add_argument("--evaluator", default=None, help="evaluator directory (domain extractor)")
+    e.add_argument("--out", default=None, help="JSON path (default <run>/evals/step_N-X.json)")
+    e.add_argument(
+        "--wandb",
+        choices=("auto", "offline", "online", "disabled"),
+        default="",
+        help="W&B mode for the eval run (default: the run's tracking.wandb)",
+    )
+    e.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
+    e.set_defaults(func=_cmd_eval)
+
+    v = sub.add_parser(
+        "train-evaluator",
+        help="train the domain evaluator (a small classifier) of a labelled image data set",
+    )
+    v.add_argument("source", help="digits | shapes | folder:<path> | torchvision:<Name>")
+    v.add_argument("--image-size", type=int, default=0, help="as the run's data.image_size")
+    v.add_argument("--channels", type=int, choices=(1, 3), default=0)
+    v.add_argument("--n-samples", type=int, default=0, help="generated sources: how many")
+    v.add_argument("--seed", type=int, default=0, help="generated sources: seed")
+    v.add_argument("--root", default="data", help="data root (default data)")
+    v.add_argument("--download", action="store_true", help="torchvision: download if missing")
+    v.add_argument("--epochs", type=int, default=0, help="default: about 1000 batches")
+    v.add_argument("--batch-size", type=int, default=64)
+    v.add_argument("--lr", type=float, default=3e-3)
+    v.add_argument(
+        "--out", default=None, help="directory (default <root>/evaluators/<data set key>)"
+    )
+    v.set_defaults(func=_cmd_train_evaluator)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from gandist.tracking.report import write_report
 
@@ -126,6 +209,43 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_config(args: argparse.Namespace) -> int:
     print(dump_yaml(load_config(args.config, args.overrides)), end="")
     return 0
+
+
+def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
+    """`gandist sweep`; the logic lives in gandist/sweep.py, imported only when called."""
+
+    def run(args: argparse.Namespace) -> int:
+        from gandist.sweep import main as sweep_main
+
+        return sweep_main(args)
+
+    w = sub.add_parser(
+        "sweep",
+        help="train every point of a grid of overrides (a sweep file), or one point with "
+        "--index (what each SLURM array task of slurm/sweep.sh runs)",
+    )
+    w.add_argument("sweep", help="sweep file, e.g. configs/sweeps/wgan_digits.yaml")
+    w.add_argument(
+        "overrides", nargs="*", help="more dotted overrides for every point (not grid keys)"
+    )
+    show = w.add_mutually_exclusive_group()
+    show.add_argument("--list", action="store_true", help="print the index table and exit")
+    show.add_argument("--count", action="store_true", help="print the number of points")
+    w.add_argument(
+        "--index", type=int, default=None, metavar="I", help="train only grid point I, here"
+    )
+    w.add_argument(
+        "--dry-run", action="store_true", help="print the `gandist train` commands; train nothing"
+    )
+    w.add_argument(
+        "--max-parallel",
+        type=int,
+        metavar="N",
+        default=None,
+        help="without --index: points trained at once, each its own process (default 1); "
+        "CUDA_VISIBLE_DEVICES devices are dealt to them",
+    )
+    w.set_defaults(func=run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cmd_config)
 
     _add_shard_parser(sub)
+    _add_sweep_parser(sub)
+    _add_eval_parsers(sub)
     return p
 
 

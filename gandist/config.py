@@ -155,10 +155,25 @@ class TrackingConfig:
 
 @dataclass
 class EvalConfig:
-    # Metrics that fit the data: for 2-D mixtures (toy2d:ring8/grid25) modes captured,
-    # high-quality share and reverse KL, logged as eval/* and written to <run>/eval.json.
+    # Metrics that fit the data, logged as eval/* and written to <run>/eval.json at the end:
+    # 2-D mixtures (toy2d:ring8/grid25): modes captured, high-quality share, reverse KL.
+    # Images: FID, KID, precision/recall, density/coverage in the features of `extractor`, and
+    # for conditional models the evaluator's accuracy (F1 for multi-label) on generated samples.
     every: int = 0  # 0: only at the end of training
-    n_samples: int = 2000
+    n_samples: int = 2000  # generated samples (and real reference samples) per evaluation
+    # auto: image metrics when the extractor is available (a trained evaluator for `domain`);
+    # on: a missing extractor is an error; off: no image metrics.
+    images: str = _choice("auto", ("auto", "on", "off"))
+    # domain: the classifier `gandist train-evaluator` trains for the data set (offline data);
+    # inception: InceptionV3 FID features (standard FID; needs its weights file locally).
+    extractor: str = _choice("domain", ("domain", "inception"))
+    evaluator: str = ""  # evaluator directory; empty: <data.root>/evaluators/<data set key>
+    # InceptionV3 weights (torch-fidelity's pt_inception-2015-12-05 file); empty: the
+    # GANDIST_INCEPTION_WEIGHTS variable, then torch's hub cache; `download` fetches them.
+    inception_weights: str = ""
+    nearest_k: int = 5  # neighbourhood size of precision/recall/density/coverage
+    kid_subsets: int = 50
+    batch_size: int = 200  # generated images per forward pass
 
 
 @dataclass
@@ -337,6 +352,10 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
         "train.keep_checkpoints": t.keep_checkpoints,
         "dist.stop_check_every": cfg.dist.stop_check_every,
         "tracking.init_timeout_s": cfg.tracking.init_timeout_s,
+        "eval.n_samples": cfg.eval.n_samples,
+        "eval.nearest_k": cfg.eval.nearest_k,
+        "eval.kid_subsets": cfg.eval.kid_subsets,
+        "eval.batch_size": cfg.eval.batch_size,
     }
     for key, value in positive.items():
         if value <= 0:

@@ -30,10 +30,9 @@ def uses_shards(cfg: DataConfig) -> bool:
     return name == "shards" or (cfg.shards == "auto" and name not in POINT_SOURCES)
 
 
-def auto_shard_dir(cfg: DataConfig) -> Path:
-    """Cache directory for auto-written shards; its name encodes everything that changes them."""
-    if cfg.shard_dir:
-        return Path(cfg.shard_dir)
+def dataset_key(cfg: DataConfig) -> str:
+    """A file-name-safe name for the exact data a config describes (source, size, channels and,
+    for generated sources, count and seed): the key of caches derived from the data."""
     parts = [
         sanitize_key(cfg.source.replace("/", "_").replace(":", "-")),
         f"{cfg.image_size or 'native'}px",
@@ -41,7 +40,14 @@ def auto_shard_dir(cfg: DataConfig) -> Path:
     ]
     if source_name(cfg.source) == "shapes":
         parts += [f"n{cfg.n_samples or 'default'}", f"seed{cfg.seed}"]
-    return Path(cfg.root) / "shards" / "-".join(parts)
+    return "-".join(parts)
+
+
+def auto_shard_dir(cfg: DataConfig) -> Path:
+    """Cache directory for auto-written shards; its name encodes everything that changes them."""
+    if cfg.shard_dir:
+        return Path(cfg.shard_dir)
+    return Path(cfg.root) / "shards" / dataset_key(cfg)
 
 
 def ensure_shards(cfg: DataConfig, is_writer: bool, barrier: Callable[[], None]) -> Path:

@@ -7,6 +7,7 @@ global-batch noise, and decides when to log, sample and checkpoint. Model and lo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -25,6 +26,7 @@ from gandist.config import Config, dump_yaml
 from gandist.data.base import DatasetInfo
 from gandist.data.pipeline import open_stream
 from gandist.data.stream import BatchStream
+from gandist.evaluation.image_eval import ImageEvaluator, Unavailable, open_extractor
 from gandist.evaluation.toy_metrics import evaluate_modes
 from gandist.models import build_discriminator, build_generator
 from gandist.objectives.losses import LOSSES
@@ -147,6 +149,7 @@ class Trainer:
         self.run_id = ""
         self.images_seen = 0
         self.skipped = {"d": 0, "g": 0}  # fp16 optimizer steps skipped by the GradScaler
+        self._scorer: ImageEvaluator | bool | None = None  # image metrics, set up on first use
         self._resume()
 
     # ------------------------------------------------------------------ set-up
@@ -304,7 +307,7 @@ class Trainer:
                 self._guard(values)
                 window_t, window_img = time.perf_counter(), 0
             if (cfg.eval.every and s % cfg.eval.every == 0) or s == t.steps:
-                scores = self.evaluate()
+                scores = self.evaluate(log)
                 if scores is not None:
                     values.update({f"eval/{k}": v for k, v in scores.items()})
                     if s == t.steps:
@@ -419,11 +422,17 @@ class Trainer:
             log.image(self.step, "samples", path, caption=f"step {self.step}")
         return path
 
-    def evaluate(self) -> dict[str, float] | None:
-        """Metrics that fit the data kind (2-D mixtures: mode coverage); None off the main rank.
-
-        Every rank calls it (the buffer sync is a collective)."""
+    def evaluate(self, log: RunLog | None = None) -> dict[str, float] | None:
+        """Metrics that fit the data kind (2-D mixtures: mode coverage; images: FID and friends
+        when an extractor is available); None off the main rank. Every rank calls it."""
         sync_buffers(self.acc, self.parts.G_plain, self.parts.D_plain)
+        if self.info.kind == "image":
+            scorer = self._image_evaluator(log)
+            return (
+                None
+                if scorer is None
+                else scorer(self.generator_for_samples(), self.cfg.train.seed)
+            )
         if not self.acc.is_main_process:
             return None
         return evaluate_modes(
@@ -433,6 +442,24 @@ class Trainer:
             self.cfg.train.seed,
             self.acc.device,
         )
+
+    def _image_evaluator(self, log: RunLog | None) -> ImageEvaluator | None:
+        """Set up once, on first use (every rank decides alike: same files, same config)."""
+        if self._scorer is None:
+            self._scorer = False
+            if self.cfg.eval.images != "off":
+                info = self.info
+                if self.cfg.model.condition == "none":
+                    info = dataclasses.replace(info, label_type="none")
+                extractor = open_extractor(self.cfg, info)
+                if isinstance(extractor, Unavailable):
+                    if self.cfg.eval.images == "on":
+                        raise FileNotFoundError(f"eval.images=on: {extractor.reason}")
+                    if log is not None:
+                        log.message(f"image metrics off: {extractor.reason}")
+                else:
+                    self._scorer = ImageEvaluator(self.cfg, info, extractor, self.acc)
+        return self._scorer or None
 
     def trainer_state(self) -> dict[str, Any]:
         return {

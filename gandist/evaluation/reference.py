@@ -1,0 +1,90 @@
+"""Real-data features, computed once per (data set, extractor, sample count) and cached.
+
+The cache sits next to the evaluator (`<evaluator dir>/reference-*.safetensors`) and its name
+carries the extractor's weight digest, so a retrained evaluator gets fresh reference features
+and every run and `gandist eval` on the same data compares against the same real samples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from gandist.config import DataConfig
+from gandist.data.pipeline import open_stream, source_name
+from gandist.data.sources import load_source
+
+
+def reference_path(directory: Path, extractor: nn.Module, n: int, seed: int) -> Path:
+    return directory / f"reference-{extractor.kind}-{extractor.digest}-n{n}-seed{seed}.safetensors"
+
+
+def real_samples(data: DataConfig, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to n real (images, labels), drawn without replacement (all of a smaller data set)."""
+    if source_name(data.source) == "shards":
+        stream = open_stream(data, min(n, 256), 0, 1, seed, True, lambda: None)
+        xs, ys, total = [], [], 0
+        while total < min(n, stream.num_samples):
+            x, y = next(stream)
+            xs.append(x)
+            ys.append(y)
+            total += len(x)
+        return torch.cat(xs)[:n], torch.cat(ys)[:n]
+    src = load_source(dataclasses.replace(data, shards="off"))
+    idx = torch.randperm(len(src), generator=torch.Generator().manual_seed(seed))[:n]
+    if src.tensors is not None:
+        return src.tensors[0][idx], src.tensors[1][idx]
+    items = [src.dataset[i] for i in idx.tolist()]
+    return torch.stack([x for x, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items])
+
+
+@torch.no_grad()
+def extract(
+    extractor: nn.Module,
+    images: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    desc: str = "",
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Features (and logits, when the extractor has labels) of images in [-1, 1], batched."""
+    feats, logits = [], []
+    for i in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
+        f, lg = extractor(images[i : i + batch_size].to(device))
+        feats.append(f.float().cpu())
+        if lg is not None:
+            logits.append(lg.float().cpu())
+    return torch.cat(feats), (torch.cat(logits) if logits else None)
+
+
+def load_or_build_reference(
+    extractor: nn.Module,
+    data: DataConfig,
+    directory: Path,
+    n: int,
+    seed: int,
+    batch_size: int,
+    device: torch.device,
+    progress: bool = True,
+) -> dict[str, torch.Tensor]:
+    """{"features", "labels"[, "logits"]} of n real samples, from the cache or computed now."""
+    path = reference_path(directory, extractor, n, seed)
+    if path.is_file():
+        return load_file(str(path))
+    images, labels = real_samples(data, n, seed)
+    feats, logits = extract(
+        extractor, images, batch_size, device, desc="eval: real features", progress=progress
+    )
+    ref = {"features": feats.contiguous(), "labels": labels.float().contiguous()}
+    if logits is not None:
+        ref["logits"] = logits.contiguous()
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(ref, str(tmp))
+    tmp.replace(path)
+    return ref

@@ -1,0 +1,118 @@
+"""`gandist eval <run or checkpoint>`: score a saved generator, on one process or many.
+
+Results go to `<run>/evals/step_NNNNNN-<extractor>.json` (never over the training's own
+`eval.json`) and, unless tracking is disabled, to a W&B run of job type `eval` grouped with
+the training run, so the scores sit beside its curves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from gandist.config import load_config
+from gandist.evaluation.image_eval import ImageEvaluator, Unavailable, open_extractor
+from gandist.evaluation.toy_metrics import evaluate_modes
+from gandist.sampling import load_generator
+from gandist.training.checkpoint import read_trainer_state
+from gandist.training.distributed import assert_world_size
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    use_ema: bool = True,
+    wandb_mode: str = "",
+    out: str | Path | None = None,
+) -> tuple[dict[str, Any], Path | None]:
+    """Scores of the checkpoint at `path` (a run directory means its latest checkpoint).
+
+    `overrides` are dotted config keys applied to the run's config (eval.n_samples=5000,
+    eval.extractor=inception, ...). Returns the result record and where it was written (None
+    off the main rank)."""
+    G, info, ck = load_generator(path, use_ema)
+    cfg = load_config(ck / "config.yaml", overrides or [])
+    state = read_trainer_state(ck)
+    step = int(state["step"])
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    assert_world_size(acc)
+    G = G.to(acc.device)
+    started = time.perf_counter()
+    if info.kind == "points":
+        data_info = dataclasses.replace(info, extras=_toy_extras(cfg))
+        scores = evaluate_modes(G, data_info.extras, cfg.eval.n_samples, cfg.train.seed, acc.device)
+        if scores is None:
+            raise ValueError(
+                f"{cfg.data.source}: no metrics for this 2-D data (mode metrics need a known "
+                "mixture: toy2d:ring8 or toy2d:grid25)"
+            )
+        extractor_name = "modes"
+    else:
+        extractor = open_extractor(cfg, info)
+        if isinstance(extractor, Unavailable):
+            raise FileNotFoundError(extractor.reason)
+        scores = ImageEvaluator(cfg, info, extractor, acc)(G, cfg.train.seed)
+        extractor_name = extractor.kind
+    if not acc.is_main_process:
+        return {}, None
+    record = {
+        "checkpoint": str(ck),
+        "step": step,
+        "extractor": extractor_name,
+        "n_samples": cfg.eval.n_samples,
+        "processes": acc.num_processes,
+        "ema": use_ema and (ck / "ema_generator.safetensors").is_file(),
+        "seconds": round(time.perf_counter() - started, 2),
+        **scores,
+    }
+    run_dir = ck.parent.parent if ck.parent.name == "checkpoints" else ck
+    target = Path(out) if out else run_dir / "evals" / f"step_{step:06d}-{extractor_name}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(record, indent=2) + "\n")
+    _log_wandb(cfg, record, run_dir, wandb_mode, state)
+    return record, target
+
+
+def _toy_extras(cfg) -> dict:
+    from gandist.data.sources import load_source
+
+    return load_source(cfg.data).info.extras
+
+
+def _log_wandb(cfg, record: dict, run_dir: Path, mode: str, state: dict) -> None:
+    """One W&B run of job type `eval`, grouped with the training run; summary = the scores."""
+    from gandist.tracking.wandb_run import resolve_mode
+
+    mode = mode or resolve_mode(cfg.tracking)
+    if mode == "disabled":
+        return
+    import wandb
+
+    name = run_dir.name
+    run = wandb.init(
+        project=cfg.tracking.project,
+        entity=cfg.tracking.entity or None,
+        group=cfg.tracking.group or name,
+        job_type="eval",
+        name=f"{name}-eval-step{record['step']}",
+        dir=str(run_dir),
+        mode=mode,
+        config={"checkpoint": record["checkpoint"], "train_run_id": state.get("wandb_run_id", "")},
+        settings=wandb.Settings(init_timeout=cfg.tracking.init_timeout_s, silent=True),
+    )
+    numbers = {k: v for k, v in record.items() if isinstance(v, int | float)}
+    run.log({f"eval/{k}": v for k, v in numbers.items() if k != "step"}, step=record["step"])
+    run.finish()
+
+
+def format_scores(record: dict[str, Any]) -> str:
+    """Aligned `name value` lines for the terminal."""
+    rows = [(k, v) for k, v in record.items() if isinstance(v, float)]
+    width = max((len(k) for k, _ in rows), default=0)
+    return "\n".join(f"  {k:<{width}} {v:.4f}" for k, v in rows)
