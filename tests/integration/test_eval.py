@@ -16,9 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_evaluator_scores_in_training_and_by_gandist_eval(workdir: Path) -> None:
-    out = run_gandist(
-        ["train-evaluator", "digits", "--image-size", "16", "--epochs", "6"], workdir
-    )
+    out = run_gandist(["train-evaluator", "digits", "--image-size", "16", "--epochs", "6"], workdir)
     assert "held-out (179 samples): accuracy" in out.stdout
     evaluator = workdir / "data/evaluators/digits-16px-nativec"
     assert (evaluator / "evaluator.safetensors").is_file()
@@ -44,8 +42,17 @@ def test_evaluator_scores_in_training_and_by_gandist_eval(workdir: Path) -> None
     logged = [m for m in metrics(run) if "eval/fid" in m]
     assert [m["step"] for m in logged] == [2, 4]
     final = json.loads((run / "eval.json").read_text())
-    for key in ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
-                "cond_accuracy", "cond_accuracy_real"):
+    for key in (
+        "fid",
+        "kid_mean",
+        "kid_std",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "cond_accuracy",
+        "cond_accuracy_real",
+    ):
         assert key in final, key
     assert final["fid"] > 0 and 0 <= final["cond_accuracy"] <= 1
     assert final["cond_accuracy_real"] > 0.8  # the evaluator knows real digits
@@ -55,8 +62,7 @@ def test_evaluator_scores_in_training_and_by_gandist_eval(workdir: Path) -> None
     proc = run_gandist(["eval", str(run), "--wandb", "disabled"], workdir)
     record = json.loads((run / "evals/step_000004-domain.json").read_text())
     assert record["processes"] == 1 and record["n_samples"] == 101 and record["ema"]
-    for key in ("fid", "kid_mean", "precision", "recall", "density", "coverage",
-                "cond_accuracy"):
+    for key in ("fid", "kid_mean", "precision", "recall", "density", "coverage", "cond_accuracy"):
         assert record[key] == pytest.approx(final[key], rel=1e-4, abs=1e-6), key
     assert "fid" in proc.stdout and str(run / "evals") in proc.stdout
     # the real features were cached once, by the training run
@@ -64,9 +70,17 @@ def test_evaluator_scores_in_training_and_by_gandist_eval(workdir: Path) -> None
 
 
 def test_eval_without_an_evaluator_says_how_to_get_one(workdir: Path) -> None:
-    run_gandist(train_args("gan_mlp_digits.yaml", "data.image_size=16", "train.steps=1",
-                           "model.g_hidden=[32]", "model.d_hidden=[32]",
-                           "train.run_name=noev"), workdir)
+    run_gandist(
+        train_args(
+            "gan_mlp_digits.yaml",
+            "data.image_size=16",
+            "train.steps=1",
+            "model.g_hidden=[32]",
+            "model.d_hidden=[32]",
+            "train.run_name=noev",
+        ),
+        workdir,
+    )
     proc = run_gandist(["eval", str(workdir / "runs/noev")], workdir, check=False)
     assert proc.returncode == 2
     assert "gandist train-evaluator digits --image-size 16" in proc.stderr
