@@ -111,6 +111,7 @@ def _cmd_sefa(args: argparse.Namespace) -> int:
         distance=args.distance,
         seed=args.seed,
         use_ema=not args.no_ema,
+        wandb_mode=args.wandb,
     ):
         print(path)
     return 0
@@ -289,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--distance", type=float, default=3.0, help="max |alpha| (default 3)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
+    f.add_argument(
+        "--wandb",
+        choices=("auto", "offline", "online", "disabled"),
+        default="disabled",
+        help="also log the traversals to W&B as a `sefa` job of the run (default disabled)",
+    )
     f.set_defaults(func=_cmd_sefa)
 
     r = sub.add_parser("report", help="write a self-contained HTML report of a run")

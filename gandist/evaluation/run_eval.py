@@ -20,6 +20,7 @@ from gandist.config import load_config
 from gandist.evaluation.image_eval import ImageEvaluator, Unavailable, open_extractor
 from gandist.evaluation.toy_metrics import evaluate_modes
 from gandist.sampling import load_generator
+from gandist.tracking.wandb_run import log_side_run
 from gandist.training.checkpoint import read_trainer_state
 from gandist.training.distributed import assert_world_size
 
@@ -75,7 +76,16 @@ def evaluate_checkpoint(
     target = Path(out) if out else run_dir / "evals" / f"step_{step:06d}-{extractor_name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(record, indent=2) + "\n")
-    _log_wandb(cfg, record, run_dir, wandb_mode, state)
+    numbers = {k: v for k, v in record.items() if isinstance(v, int | float) and k != "step"}
+    log_side_run(
+        cfg.tracking,
+        wandb_mode,
+        run_dir,
+        job_type="eval",
+        step=step,
+        scalars={f"eval/{k}": v for k, v in numbers.items()},
+        config={"checkpoint": str(ck), "train_run_id": state.get("wandb_run_id", "")},
+    )
     return record, target
 
 
@@ -83,32 +93,6 @@ def _toy_extras(cfg) -> dict:
     from gandist.data.sources import load_source
 
     return load_source(cfg.data).info.extras
-
-
-def _log_wandb(cfg, record: dict, run_dir: Path, mode: str, state: dict) -> None:
-    """One W&B run of job type `eval`, grouped with the training run; summary = the scores."""
-    from gandist.tracking.wandb_run import resolve_mode
-
-    mode = mode or resolve_mode(cfg.tracking)
-    if mode == "disabled":
-        return
-    import wandb
-
-    name = run_dir.name
-    run = wandb.init(
-        project=cfg.tracking.project,
-        entity=cfg.tracking.entity or None,
-        group=cfg.tracking.group or name,
-        job_type="eval",
-        name=f"{name}-eval-step{record['step']}",
-        dir=str(run_dir),
-        mode=mode,
-        config={"checkpoint": record["checkpoint"], "train_run_id": state.get("wandb_run_id", "")},
-        settings=wandb.Settings(init_timeout=cfg.tracking.init_timeout_s, silent=True),
-    )
-    numbers = {k: v for k, v in record.items() if isinstance(v, int | float)}
-    run.log({f"eval/{k}": v for k, v in numbers.items() if k != "step"}, step=record["step"])
-    run.finish()
 
 
 def format_scores(record: dict[str, Any]) -> str:

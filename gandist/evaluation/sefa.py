@@ -14,8 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from gandist.config import load_config
 from gandist.sampling import load_generator
 from gandist.tracking.images import pyplot, save_grid
+from gandist.tracking.wandb_run import log_side_run
+from gandist.training.checkpoint import read_trainer_state
 
 
 def latent_weight(G: nn.Module) -> torch.Tensor:
@@ -66,9 +69,11 @@ def run_sefa(
     distance: float = 3.0,
     seed: int = 0,
     use_ema: bool = True,
+    wandb_mode: str = "disabled",
 ) -> list[Path]:
-    """`gandist sefa`: directions as .npy plus one traversal picture per direction."""
-    G, info, _ = load_generator(path, use_ema)
+    """`gandist sefa`: directions as .npy plus one traversal picture per direction; with a W&B
+    mode other than `disabled` ("" = the run's own setting) the pictures also go to W&B."""
+    G, info, ck = load_generator(path, use_ema)
     directions, values = sefa_directions(latent_weight(G), k)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,7 +96,25 @@ def run_sefa(
             grid = frames.transpose(0, 1).reshape(-1, *frames.shape[2:])
             save_grid(grid.float(), path_i, nrow=steps)
         written.append(path_i)
+    _log_wandb(ck, wandb_mode, values, written[1:])
     return written
+
+
+def _log_wandb(ck: Path, mode: str, values: torch.Tensor, pictures: list[Path]) -> None:
+    if mode == "disabled":
+        return
+    cfg = load_config(ck / "config.yaml")
+    run_dir = ck.parent.parent if ck.parent.name == "checkpoints" else ck
+    log_side_run(
+        cfg.tracking,
+        mode,
+        run_dir,
+        job_type="sefa",
+        step=read_trainer_state(ck)["step"],
+        scalars={f"sefa/eigenvalue_{i:02d}": float(v) for i, v in enumerate(values)},
+        images={f"sefa/direction_{i:02d}": p for i, p in enumerate(pictures)},
+        config={"checkpoint": str(ck)},
+    )
 
 
 def _plot_points(frames: torch.Tensor, path: Path, distance: float, title: str) -> None:

@@ -47,3 +47,40 @@ def init_kwargs(
     if cfg.tags:
         kwargs["tags"] = list(cfg.tags)
     return kwargs
+
+
+def log_side_run(
+    cfg: TrackingConfig,
+    mode: str,
+    run_dir: Path,
+    job_type: str,
+    step: int,
+    scalars: dict[str, float] | None = None,
+    images: dict[str, Path] | None = None,
+    config: dict[str, Any] | None = None,
+) -> str | None:
+    """Log the results of a job on a finished run (`gandist eval`, `gandist sefa`) as its own
+    W&B run of `job_type`, grouped with the training run. Returns the W&B run directory, or
+    None when tracking is disabled. `mode` empty: the run's own tracking.wandb setting."""
+    mode = mode or resolve_mode(cfg)
+    if mode == "disabled":
+        return None
+    import wandb
+
+    run = wandb.init(
+        project=cfg.project,
+        entity=cfg.entity or None,
+        group=cfg.group or run_dir.name,
+        job_type=job_type,
+        name=f"{run_dir.name}-{job_type}-step{step}",
+        dir=str(run_dir),
+        mode=mode,
+        config=config or {},
+        settings=wandb.Settings(init_timeout=cfg.init_timeout_s, silent=True),
+    )
+    payload: dict[str, Any] = dict(scalars or {})
+    payload.update({k: wandb.Image(str(v)) for k, v in (images or {}).items()})
+    run.log(payload, step=step)
+    out = run.dir
+    run.finish()
+    return str(Path(out).parent)

@@ -11,14 +11,23 @@ import scipy.io
 from PIL import Image
 
 from tests.integration.conftest import run_gandist, train_args
+from tests.wandb_reader import history
 
 CASES = {
     "digits-dcgan": ("dcgan_digits.yaml", ["train.sample_every=2"]),
     "digits-mlp": ("gan_mlp_digits.yaml", []),
     "digits-acgan": ("acgan_digits.yaml", ["train.ema=true", "train.sample_every=2"]),
-    "shapes-cdcgan": ("cdcgan_shapes.yaml", ["data.n_samples=64", "data.image_size=32",
-                                             "train.batch_size=16", "model.g_width=8",
-                                             "model.d_width=8", "train.sample_every=2"]),
+    "shapes-cdcgan": (
+        "cdcgan_shapes.yaml",
+        [
+            "data.n_samples=64",
+            "data.image_size=32",
+            "train.batch_size=16",
+            "model.g_width=8",
+            "model.d_width=8",
+            "train.sample_every=2",
+        ],
+    ),
     "toy2d-wgan-gp": ("toy2d_wgan_gp.yaml", ["train.sample_every=2"]),
 }
 
@@ -26,13 +35,22 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_train_then_sample(case: str, workdir: Path) -> None:
     config, extra = CASES[case]
-    proc = run_gandist(train_args(config, "train.steps=2", "train.output_dir=runs",
-                                  "train.run_name=r", *extra), workdir)
+    proc = run_gandist(
+        train_args(config, "train.steps=2", "train.output_dir=runs", "train.run_name=r", *extra),
+        workdir,
+    )
     run = workdir / "runs" / "r"
     ck = run / "checkpoints" / "step_2"
     assert "checkpoint    : runs/r/checkpoints/step_2" in proc.stdout
-    for name in ("generator.safetensors", "discriminator.safetensors", "trainer_state.json",
-                 "config.yaml", "model.safetensors", "optimizer.bin", "random_states_0.pkl"):
+    for name in (
+        "generator.safetensors",
+        "discriminator.safetensors",
+        "trainer_state.json",
+        "config.yaml",
+        "model.safetensors",
+        "optimizer.bin",
+        "random_states_0.pkl",
+    ):
         assert (ck / name).is_file(), name
     assert (run / "config.yaml").is_file()
     assert (run / "checkpoints" / "latest").read_text().strip() == "step_2"
@@ -58,10 +76,18 @@ def test_train_then_sample(case: str, workdir: Path) -> None:
         run_gandist(["sample", str(run), "--n", "100", "--out", "pts.npy"], workdir)
         pts = np.load(workdir / "pts.npy")
         assert pts.shape == (100, 2) and pts.dtype == np.float32 and np.isfinite(pts).all()
-        run_gandist(["sefa", str(run), "--k", "3", "--out", "sefa"], workdir)
+        run_gandist(["sefa", str(run), "--k", "3", "--out", "sefa", "--wandb", "offline"], workdir)
         dirs = np.load(workdir / "sefa" / "directions.npy")
         assert dirs.shape == (3, 10) and np.allclose(dirs @ dirs.T, np.eye(3), atol=1e-5)
         assert Image.open(workdir / "sefa" / "direction_02.png").format == "PNG"
+        (sefa_run,) = run.glob("wandb/offline-run-*/run-*.wandb")  # its own `sefa` job
+        row = history(sefa_run)[0]
+        assert row["_step"] == 2 and row["sefa/direction_02/_type"] == "image-file"
+        assert row["sefa/eigenvalue_00"] >= row["sefa/eigenvalue_02"] > 0
+        # gandist eval on a 2-D run: the same mode metrics, from the saved checkpoint
+        run_gandist(["eval", str(run), "--wandb", "disabled"], workdir)
+        again = json.loads((run / "evals" / "step_000002-modes.json").read_text())
+        assert again["reverse_kl"] == pytest.approx(scores["reverse_kl"], abs=1e-6)
     else:
         conditional = case in ("digits-acgan", "shapes-cdcgan")
         labels = {"class": ["--labels", "3"], "multi": ["--labels", "red cube,blue sphere"]}
@@ -81,9 +107,17 @@ def test_train_then_sample(case: str, workdir: Path) -> None:
 def test_points_file_and_folder_sources(workdir: Path) -> None:
     rng = np.random.default_rng(0)
     scipy.io.savemat(workdir / "points.mat", {"xx": rng.normal(size=(300, 2))})
-    run_gandist(train_args("toy2d_gan.yaml", "data.source=points:points.mat",
-                           "data.points_key=xx", "train.steps=2", "train.batch_size=64",
-                           "train.run_name=pts"), workdir)
+    run_gandist(
+        train_args(
+            "toy2d_gan.yaml",
+            "data.source=points:points.mat",
+            "data.points_key=xx",
+            "train.steps=2",
+            "train.batch_size=64",
+            "train.run_name=pts",
+        ),
+        workdir,
+    )
     assert (workdir / "runs" / "pts" / "checkpoints" / "step_2").is_dir()
 
     for cls in ("cats", "dogs"):
@@ -91,9 +125,18 @@ def test_points_file_and_folder_sources(workdir: Path) -> None:
         for i in range(10):
             arr = rng.integers(0, 255, size=(40, 48, 3), dtype=np.uint8)
             Image.fromarray(arr).save(workdir / "imgs" / cls / f"{i}.png")
-    run_gandist(train_args("cgan_digits.yaml", "data.source=folder:imgs", "data.image_size=32",
-                           "data.channels=3", "train.steps=2", "train.batch_size=8",
-                           "train.run_name=fold"), workdir)
+    run_gandist(
+        train_args(
+            "cgan_digits.yaml",
+            "data.source=folder:imgs",
+            "data.image_size=32",
+            "data.channels=3",
+            "train.steps=2",
+            "train.batch_size=8",
+            "train.run_name=fold",
+        ),
+        workdir,
+    )
     state = json.loads((workdir / "runs/fold/checkpoints/step_2/trainer_state.json").read_text())
     assert state["data_info"]["label_names"] == ["cats", "dogs"]
     assert state["data_info"]["channels"] == 3
@@ -103,20 +146,22 @@ def test_config_errors_exit_2_with_the_key(workdir: Path) -> None:
     proc = run_gandist(train_args("dcgan_digits.yaml", "train.n_critc=5"), workdir, check=False)
     assert proc.returncode == 2
     assert "train.n_critc" in proc.stderr and "train.n_critic" in proc.stderr
-    proc = run_gandist(train_args("wgan_gp_digits.yaml", "model.d_norm=batch"), workdir,
-                       check=False)
+    proc = run_gandist(
+        train_args("wgan_gp_digits.yaml", "model.d_norm=batch"), workdir, check=False
+    )
     assert proc.returncode == 2 and "without BatchNorm" in proc.stderr
 
 
 def test_bad_runtime_settings_fail_clearly(workdir: Path) -> None:
-    proc = run_gandist(train_args("dcgan_digits.yaml", "train.precision=fp16"), workdir,
-                       check=False)
+    proc = run_gandist(
+        train_args("dcgan_digits.yaml", "train.precision=fp16"), workdir, check=False
+    )
     assert proc.returncode == 2 and "fp16 needs a CUDA GPU" in proc.stderr
-    proc = run_gandist(train_args("dcgan_digits.yaml", "dist.world_size=2"), workdir,
-                       check=False)
+    proc = run_gandist(train_args("dcgan_digits.yaml", "dist.world_size=2"), workdir, check=False)
     assert proc.returncode != 0 and "launched for 2 processes but accelerate sees 1" in proc.stderr
     proc = run_gandist(train_args("dcgan_digits.yaml", "data.source=digit"), workdir, check=False)
     assert proc.returncode == 2 and "did you mean 'digits'" in proc.stderr
-    proc = run_gandist(train_args("cgan_digits.yaml", "data.source=toy2d:ring8"), workdir,
-                       check=False)
+    proc = run_gandist(
+        train_args("cgan_digits.yaml", "data.source=toy2d:ring8"), workdir, check=False
+    )
     assert proc.returncode == 2 and "model.condition" in proc.stderr
