@@ -43,10 +43,25 @@
 #SBATCH --requeue
 set -euo pipefail
 
-log() { printf 'gandist-slurm [%s]: %s\n' "$(date +%T)" "$*"; }
-die() { printf 'gandist-slurm: error: %s\n' "$*" >&2; exit 2; }
+# ---------------------------------------------------------------- where gandist lives
 
-[ -n "${SLURM_JOB_ID:-}" ] || die "submit with sbatch (SLURM_JOB_ID is not set)"
+# sbatch runs a spooled copy of this script, so slurm/lib.sh is found from the submitted path
+# (the job's Command), or from $0 when a script is run by path (train_dcgan.sh runs train.sh).
+# Keep gandist_home the same in every slurm/*.sh: lib.sh can only be sourced once it has run.
+gandist_home() {
+  local cmd d
+  cmd=$(scontrol show job "${SLURM_JOB_ID:-none}" 2>/dev/null \
+        | sed -n 's/^ *Command=//p' | head -n1)
+  for d in "$(dirname "$0")" "$(dirname "${cmd:-.}")"; do
+    [ -f "$d/lib.sh" ] && { (cd "$d/.." && pwd); return; }
+  done
+  printf '%s\n' "${SLURM_SUBMIT_DIR:-$(pwd)}"
+}
+GANDIST_HOME=${GANDIST_HOME:-$(gandist_home)}
+# shellcheck source-path=SCRIPTDIR/.. source=slurm/lib.sh
+source "$GANDIST_HOME/slurm/lib.sh" \
+  || { echo "gandist-slurm: error: no slurm/lib.sh in GANDIST_HOME=$GANDIST_HOME" >&2; exit 2; }
+require_batch_job
 [ $# -ge 2 ] || die "usage: sbatch --array=0-<n-1> slurm/shard.sh <source> <out_dir> [options]"
 
 # ---------------------------------------------------------------- which part
@@ -70,53 +85,21 @@ fi
 
 # ---------------------------------------------------------------- runtime: venv or container
 
-gandist_home() {  # $0 is slurmd's spooled copy; the submitted path is the job's Command
-  local cmd
-  cmd=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null | sed -n 's/^ *Command=//p' | head -n1)
-  if [ -n "$cmd" ] && [ -f "$(dirname "$cmd")/../pyproject.toml" ]; then
-    (cd "$(dirname "$cmd")/.." && pwd)
-  else
-    printf '%s\n' "${SLURM_SUBMIT_DIR:-$(pwd)}"
-  fi
-}
-GANDIST_HOME=${GANDIST_HOME:-$(gandist_home)}
-
-case "${GANDIST_RUNTIME:-venv}" in
-  venv)
-    VENV=${GANDIST_VENV:-}
-    if [ -z "$VENV" ] && [ -x "$GANDIST_HOME/.venv/bin/python" ]; then
-      VENV=$GANDIST_HOME/.venv
-    fi
-    if [ -n "$VENV" ]; then
-      [ -x "$VENV/bin/python" ] || die "GANDIST_VENV=$VENV has no bin/python"
-      PY=("$VENV/bin/python")
-    else
-      PY=(python3)
-    fi
-    ;;
-  apptainer)
-    [ -n "${GANDIST_IMAGE:-}" ] || die "GANDIST_RUNTIME=apptainer needs GANDIST_IMAGE"
-    APPTAINER=${GANDIST_APPTAINER:-$(command -v apptainer || command -v singularity || true)}
-    [ -n "$APPTAINER" ] || die "neither apptainer nor singularity is on PATH"
-    read -r -a EXTRA <<<"${GANDIST_APPTAINER_ARGS:-}"
-    PY=("$APPTAINER" exec "${EXTRA[@]}" "$GANDIST_IMAGE" python)
-    ;;
-  *) die "GANDIST_RUNTIME must be venv or apptainer, not '${GANDIST_RUNTIME}'" ;;
-esac
+setup_runtime cpu  # sharding: no --nv
 
 # ---------------------------------------------------------------- time limit: requeue
 
 # The batch shell gets USR1 before the time limit; bash runs the trap only while blocked in
-# `wait`, hence the background job. The writer (its own process group, with its pool workers)
-# is stopped first and waited for: processes orphaned by this shell's exit can escape SLURM's
-# process tracking (proctrack/linuxproc) and would race the restarted task. Then the task is
-# requeued; complete shards are kept, a half-written one is discarded and redone.
+# `wait`, hence the background job (lib.sh: run_child). The writer (its own process group, with
+# its pool workers) is stopped first and waited for: processes orphaned by this shell's exit can
+# escape SLURM's process tracking (proctrack/linuxproc) and would race the restarted task. Then
+# the task is requeued; complete shards are kept, a half-written one is discarded and redone.
 # shellcheck disable=SC2317  # reached through the trap
 on_usr1() {
   trap '' USR1 TERM
   log "SIGUSR1 (time limit near): stopping part $K of $N and requeueing the task"
-  kill -TERM -- "-$PID" 2>/dev/null || kill -TERM "$PID" 2>/dev/null || true
-  wait "$PID" 2>/dev/null || true
+  kill -TERM -- "-$CHILD_PID" 2>/dev/null || kill -TERM "$CHILD_PID" 2>/dev/null || true
+  wait "$CHILD_PID" 2>/dev/null || true
   scontrol requeue "$SLURM_JOB_ID" || log "scontrol requeue failed; rerun the task to finish"
   exit 0
 }
@@ -138,22 +121,11 @@ sys.exit(cli.main(["shard", *sys.argv[3:]]))
 '
 log "job ${SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID} task ${SLURM_ARRAY_TASK_ID:-0} (restart" \
     "${SLURM_RESTART_COUNT:-0}) on $(hostname -s): part $K of $N, source $1 -> $2"
-export PYTHONUNBUFFERED=1
 # setsid: a process group of its own (the writer and its workers), to stop them together.
-setsid "${PY[@]}" -c "$SHARD_PY" "$K" "$N" --workers "${SLURM_CPUS_PER_TASK:-1}" "$@" &
-PID=$!
-RC=0
-while :; do
-  RC=0
-  wait "$PID" || RC=$?
-  if [ "$RC" -gt 128 ] && kill -0 "$PID" 2>/dev/null; then
-    continue
-  fi
-  break
-done
-if [ "$RC" = 0 ]; then
+run_child setsid "${PY[@]}" -c "$SHARD_PY" "$K" "$N" --workers "${SLURM_CPUS_PER_TASK:-1}" "$@"
+if [ "$CHILD_RC" = 0 ]; then
   log "part $K of $N done"
 else
-  log "part $K of $N failed with exit code $RC"
+  log "part $K of $N failed with exit code $CHILD_RC"
 fi
-exit "$RC"
+exit "$CHILD_RC"

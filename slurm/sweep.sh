@@ -49,50 +49,36 @@
 #SBATCH --requeue
 set -euo pipefail
 
-log() { printf 'gandist-slurm [%s]: %s\n' "$(date +%T)" "$*"; }
-die() { printf 'gandist-slurm: error: %s\n' "$*" >&2; exit 2; }
+# ---------------------------------------------------------------- where gandist lives
 
-[ -n "${SLURM_JOB_ID:-}" ] || die "submit with sbatch (SLURM_JOB_ID is not set)"
+# sbatch runs a spooled copy of this script, so slurm/lib.sh is found from the submitted path
+# (the job's Command), or from $0 when a script is run by path (train_dcgan.sh runs train.sh).
+# Keep gandist_home the same in every slurm/*.sh: lib.sh can only be sourced once it has run.
+gandist_home() {
+  local cmd d
+  cmd=$(scontrol show job "${SLURM_JOB_ID:-none}" 2>/dev/null \
+        | sed -n 's/^ *Command=//p' | head -n1)
+  for d in "$(dirname "$0")" "$(dirname "${cmd:-.}")"; do
+    [ -f "$d/lib.sh" ] && { (cd "$d/.." && pwd); return; }
+  done
+  printf '%s\n' "${SLURM_SUBMIT_DIR:-$(pwd)}"
+}
+GANDIST_HOME=${GANDIST_HOME:-$(gandist_home)}
+# shellcheck source-path=SCRIPTDIR/.. source=slurm/lib.sh
+source "$GANDIST_HOME/slurm/lib.sh" \
+  || { echo "gandist-slurm: error: no slurm/lib.sh in GANDIST_HOME=$GANDIST_HOME" >&2; exit 2; }
+require_batch_job
 [ $# -ge 1 ] || die "usage: sbatch --array=0-<N-1> slurm/sweep.sh <sweep.yaml> [overrides]"
 SWEEP=$1
 shift
 
 # ---------------------------------------------------------------- runtime: venv or container
 
-gandist_home() {  # $0 is slurmd's spooled copy; the submitted path is the job's Command
-  local cmd
-  cmd=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null | sed -n 's/^ *Command=//p' | head -n1)
-  if [ -n "$cmd" ] && [ -f "$(dirname "$cmd")/../pyproject.toml" ]; then
-    (cd "$(dirname "$cmd")/.." && pwd)
-  else
-    printf '%s\n' "${SLURM_SUBMIT_DIR:-$(pwd)}"
-  fi
-}
-GANDIST_HOME=${GANDIST_HOME:-$(gandist_home)}
-
-case "${GANDIST_RUNTIME:-venv}" in
-  venv)
-    VENV=${GANDIST_VENV:-}
-    if [ -z "$VENV" ] && [ -x "$GANDIST_HOME/.venv/bin/python" ]; then
-      VENV=$GANDIST_HOME/.venv
-    fi
-    if [ -n "$VENV" ]; then
-      [ -x "$VENV/bin/python" ] || die "GANDIST_VENV=$VENV has no bin/python"
-      PY=("$VENV/bin/python")
-    else
-      PY=(python3)
-    fi
-    [ -f "$SWEEP" ] || die "sweep file not found: $SWEEP (relative to $(pwd))"
-    ;;
-  apptainer)
-    [ -n "${GANDIST_IMAGE:-}" ] || die "GANDIST_RUNTIME=apptainer needs GANDIST_IMAGE"
-    APPTAINER=${GANDIST_APPTAINER:-$(command -v apptainer || command -v singularity || true)}
-    [ -n "$APPTAINER" ] || die "neither apptainer nor singularity is on PATH"
-    read -r -a EXTRA <<<"${GANDIST_APPTAINER_ARGS:-}"
-    PY=("$APPTAINER" exec --nv "${EXTRA[@]}" "$GANDIST_IMAGE" python)
-    ;;
-  *) die "GANDIST_RUNTIME must be venv or apptainer, not '${GANDIST_RUNTIME}'" ;;
-esac
+setup_runtime gpu
+# (In apptainer mode the sweep file may be a path inside the image.)
+if [ "$RUNTIME" = venv ] && [ ! -f "$SWEEP" ]; then
+  die "sweep file not found: $SWEEP (relative to $(pwd))"
+fi
 
 # ---------------------------------------------------------------- which point
 
@@ -102,81 +88,28 @@ if [ -z "${SLURM_ARRAY_TASK_ID:-}" ]; then
 fi
 INDEX=$SLURM_ARRAY_TASK_ID
 
-read -r -a ENV_OVERRIDES <<<"${GANDIST_OVERRIDES:-}"
 OVERRIDES=("train.resume=auto")
-if [ -n "${GANDIST_WANDB_MODE:-}" ]; then
-  OVERRIDES+=("tracking.wandb=$GANDIST_WANDB_MODE")
-fi
-OVERRIDES+=("$@" "${ENV_OVERRIDES[@]}")
-
-if [ -n "${GANDIST_WANDB_KEY_FILE:-}" ]; then
-  [ -r "$GANDIST_WANDB_KEY_FILE" ] || die "cannot read GANDIST_WANDB_KEY_FILE=$GANDIST_WANDB_KEY_FILE"
-  WANDB_API_KEY=$(tr -d '[:space:]' <"$GANDIST_WANDB_KEY_FILE")
-  export WANDB_API_KEY
-fi
+add_user_overrides "$@"
+read_wandb_key_file
 
 # ---------------------------------------------------------------- signals
 
-# The batch shell is what --signal=B:USR1 reaches, and bash runs a trap only between commands
-# or while blocked in `wait`: so the point trains in the background and this shell waits. The
-# stop request goes to the training process only (SIGTERM; its loader workers ignore it).
-STOP_SIGNAL=""
-REQUEUE_ON_STOP=0
-PID=""
-# shellcheck disable=SC2317  # reached through the traps
-forward_stop() {
-  case "$1" in  # the first signal decides, except that USR2 (stop for good) always wins
-    USR1) [ -n "$STOP_SIGNAL" ] || REQUEUE_ON_STOP=1 ;;
-    TERM) [ -n "$STOP_SIGNAL" ] || REQUEUE_ON_STOP=${GANDIST_REQUEUE_ON_TERM:-0} ;;
-    USR2) REQUEUE_ON_STOP=0 ;;
-  esac
-  [ -n "$STOP_SIGNAL" ] && return 0
-  STOP_SIGNAL=$1
-  [ -n "$PID" ] || return 0  # not started yet: forwarded right after the start
-  log "SIG$1: asking point $INDEX to checkpoint and stop"
-  kill -TERM "$PID" 2>/dev/null || true
+# A stop signal (lib.sh: trap_stop_signals) goes to the training process only, as SIGTERM (its
+# loader workers ignore it).
+stop_child() {
+  log "$1: asking point $INDEX to checkpoint and stop"
+  kill -TERM "$CHILD_PID" 2>/dev/null || true
 }
-trap 'forward_stop USR1' USR1
-trap 'forward_stop TERM' TERM
-trap 'forward_stop USR2' USR2
+trap_stop_signals
 
 # ---------------------------------------------------------------- train
 
 log "job ${SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID} task $INDEX (restart ${SLURM_RESTART_COUNT:-0})" \
     "on $(hostname -s): sweep $SWEEP point $INDEX"
-export PYTHONUNBUFFERED=1
-"${PY[@]}" -m gandist sweep "$SWEEP" "${OVERRIDES[@]}" --index "$INDEX" &
-PID=$!
-if [ -n "$STOP_SIGNAL" ]; then
-  log "SIG$STOP_SIGNAL during start-up: asking point $INDEX to checkpoint and stop"
-  kill -TERM "$PID" 2>/dev/null || true
-fi
-RC=0
-while :; do  # `wait` returns early (> 128) whenever a trapped signal arrives
-  RC=0
-  wait "$PID" || RC=$?
-  if [ "$RC" -gt 128 ] && kill -0 "$PID" 2>/dev/null; then
-    continue
-  fi
-  break
-done
+run_child "${PY[@]}" -m gandist sweep "$SWEEP" "${OVERRIDES[@]}" --index "$INDEX"
+RC=$CHILD_RC
 
 # ---------------------------------------------------------------- outcome
-
-requeue() {
-  local restarts=${SLURM_RESTART_COUNT:-0}
-  if [ "$restarts" -ge "${GANDIST_MAX_REQUEUES:-50}" ]; then
-    log "not requeueing: already restarted $restarts times (GANDIST_MAX_REQUEUES)"
-    exit 75
-  fi
-  trap '' USR1 USR2 TERM  # requeueing ends this task (SIGTERM to this shell)
-  if scontrol requeue "$SLURM_JOB_ID"; then
-    log "requeued task $INDEX (job $SLURM_JOB_ID); it resumes from its latest checkpoint"
-    exit 0
-  fi
-  log "scontrol requeue failed (task cancelled?); resubmit with --array=$INDEX to continue"
-  exit 75
-}
 
 if [ "$RC" = 0 ]; then
   log "point $INDEX completed"
@@ -184,10 +117,10 @@ if [ "$RC" = 0 ]; then
 fi
 if [ "$RC" = 75 ] || [ -n "$STOP_SIGNAL" ]; then  # 75: stopped with a checkpoint
   log "point $INDEX stopped (exit $RC${STOP_SIGNAL:+, after SIG$STOP_SIGNAL})"
-  [ "$REQUEUE_ON_STOP" = 1 ] && requeue
-  log "not requeued; to continue, submit again with --array=$INDEX (train.resume=auto)"
-  [ "$STOP_SIGNAL" = USR2 ] && exit 0
-  exit 75
+  exit_after_stop \
+    "requeued task $INDEX (job $SLURM_JOB_ID); it resumes from its latest checkpoint" \
+    "scontrol requeue failed (task cancelled?); resubmit with --array=$INDEX to continue" \
+    "not requeued; to continue, submit again with --array=$INDEX (train.resume=auto)"
 fi
 [ "$RC" = 2 ] && { log "point $INDEX: bad sweep file, override or index (above)"; exit 2; }
 log "point $INDEX failed with exit code $RC (see above)"

@@ -65,68 +65,34 @@
 #SBATCH --requeue
 set -euo pipefail
 
-log() { printf 'gandist-slurm [%s]: %s\n' "$(date +%T)" "$*"; }
-die() { printf 'gandist-slurm: error: %s\n' "$*" >&2; exit 2; }
+# ---------------------------------------------------------------- where gandist lives
 
-[ -n "${SLURM_JOB_ID:-}" ] || die "submit with sbatch (SLURM_JOB_ID is not set)"
+# sbatch runs a spooled copy of this script, so slurm/lib.sh is found from the submitted path
+# (the job's Command), or from $0 when a script is run by path (train_dcgan.sh runs train.sh).
+# Keep gandist_home the same in every slurm/*.sh: lib.sh can only be sourced once it has run.
+gandist_home() {
+  local cmd d
+  cmd=$(scontrol show job "${SLURM_JOB_ID:-none}" 2>/dev/null \
+        | sed -n 's/^ *Command=//p' | head -n1)
+  for d in "$(dirname "$0")" "$(dirname "${cmd:-.}")"; do
+    [ -f "$d/lib.sh" ] && { (cd "$d/.." && pwd); return; }
+  done
+  printf '%s\n' "${SLURM_SUBMIT_DIR:-$(pwd)}"
+}
+GANDIST_HOME=${GANDIST_HOME:-$(gandist_home)}
+# shellcheck source-path=SCRIPTDIR/.. source=slurm/lib.sh
+source "$GANDIST_HOME/slurm/lib.sh" \
+  || { echo "gandist-slurm: error: no slurm/lib.sh in GANDIST_HOME=$GANDIST_HOME" >&2; exit 2; }
+require_batch_job
 [ $# -ge 1 ] || die "usage: sbatch slurm/train.sh <config.yaml> [dotted.override=value ...]"
 CONFIG=$1
 shift
 
-# ---------------------------------------------------------------- where gandist lives
-
-# Under sbatch, $0 is slurmd's spooled copy of this script, so the checkout is found from the
-# submitted path (the job's Command) unless we were exec'd by path (slurm/train_dcgan.sh).
-gandist_home() {
-  local here cmd
-  here=$(cd "$(dirname "$0")" && pwd)
-  if [ -f "$here/../pyproject.toml" ] && [ -d "$here/../gandist" ]; then
-    (cd "$here/.." && pwd)
-    return
-  fi
-  cmd=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null | sed -n 's/^ *Command=//p' | head -n1)
-  if [ -n "$cmd" ] && [ -f "$(dirname "$cmd")/../pyproject.toml" ]; then
-    (cd "$(dirname "$cmd")/.." && pwd)
-    return
-  fi
-  printf '%s\n' "${SLURM_SUBMIT_DIR:-$(pwd)}"
-}
-GANDIST_HOME=${GANDIST_HOME:-$(gandist_home)}
-
 # ---------------------------------------------------------------- runtime: venv or container
 
-RUNTIME=${GANDIST_RUNTIME:-venv}
+setup_runtime gpu
 LAUNCHER=${GANDIST_LAUNCHER:-torchrun}
-case "$RUNTIME" in
-  venv)
-    VENV=${GANDIST_VENV:-}
-    if [ -z "$VENV" ] && [ -x "$GANDIST_HOME/.venv/bin/python" ]; then
-      VENV=$GANDIST_HOME/.venv
-    fi
-    if [ -n "$VENV" ]; then
-      [ -x "$VENV/bin/python" ] || die "GANDIST_VENV=$VENV has no bin/python"
-      PREFIX=()
-      PY=("$VENV/bin/python")
-      LAUNCH_BIN=("$VENV/bin/$LAUNCHER")
-    else  # an environment activated before sbatch (the job inherits PATH)
-      PREFIX=()
-      PY=(python3)
-      LAUNCH_BIN=("$LAUNCHER")
-    fi
-    ;;
-  apptainer)
-    [ -n "${GANDIST_IMAGE:-}" ] || die "GANDIST_RUNTIME=apptainer needs GANDIST_IMAGE"
-    APPTAINER=${GANDIST_APPTAINER:-$(command -v apptainer || command -v singularity || true)}
-    [ -n "$APPTAINER" ] || die "neither apptainer nor singularity is on PATH"
-    read -r -a EXTRA <<<"${GANDIST_APPTAINER_ARGS:-}"
-    # --nv: the host's NVIDIA driver inside the container. The container sees the host
-    # environment (SLURM_*, WANDB_API_KEY) and, by default, $HOME, /tmp and the working directory.
-    PREFIX=("$APPTAINER" exec --nv "${EXTRA[@]}" "$GANDIST_IMAGE")
-    PY=("${PREFIX[@]}" python)
-    LAUNCH_BIN=("${PREFIX[@]}" "$LAUNCHER")
-    ;;
-  *) die "GANDIST_RUNTIME must be venv or apptainer, not '$RUNTIME'" ;;
-esac
+LAUNCH_BIN=("${RUNTIME_PREFIX[@]}" "$RUNTIME_BIN$LAUNCHER")
 # (In apptainer mode the config may be a path inside the image; the resolver below checks it.)
 if [ "$RUNTIME" = venv ] && [ ! -f "$CONFIG" ]; then
   die "config not found: $CONFIG (relative to $(pwd))"
@@ -137,19 +103,10 @@ fi
 CONFIG_NAME=$(basename "$CONFIG")
 CONFIG_NAME=${CONFIG_NAME%.*}
 RUN_NAME=${GANDIST_RUN_NAME:-$CONFIG_NAME-$SLURM_JOB_ID}
-read -r -a ENV_OVERRIDES <<<"${GANDIST_OVERRIDES:-}"
 # Ours first, so the user's arguments can still change anything (a later override wins).
 OVERRIDES=("train.run_name=$RUN_NAME" "train.resume=auto")
-if [ -n "${GANDIST_WANDB_MODE:-}" ]; then
-  OVERRIDES+=("tracking.wandb=$GANDIST_WANDB_MODE")
-fi
-OVERRIDES+=("$@" "${ENV_OVERRIDES[@]}")
-
-if [ -n "${GANDIST_WANDB_KEY_FILE:-}" ]; then
-  [ -r "$GANDIST_WANDB_KEY_FILE" ] || die "cannot read GANDIST_WANDB_KEY_FILE=$GANDIST_WANDB_KEY_FILE"
-  WANDB_API_KEY=$(tr -d '[:space:]' <"$GANDIST_WANDB_KEY_FILE")
-  export WANDB_API_KEY
-fi
+add_user_overrides "$@"
+read_wandb_key_file
 
 # The run directory, resolved by gandist's own config loader (this also validates the config
 # and the overrides before any node starts).
@@ -204,7 +161,6 @@ case "$LAUNCHER" in
 esac
 LAUNCH_ARGS+=(-m gandist train "$CONFIG" "${OVERRIDES[@]}")
 
-export PYTHONUNBUFFERED=1  # log lines reach the (appended) job log as they happen
 export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=${GANDIST_SHUTDOWN_TIMEOUT:-300}
 
 log "job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $NNODES node(s) [$SLURM_JOB_NODELIST]," \
@@ -213,35 +169,21 @@ log "run directory $RUN_DIR"
 
 # ---------------------------------------------------------------- signals
 
-# The batch shell is the only process --signal=B:USR1 reaches. bash runs a trap only between
-# commands or while blocked in `wait`, so the step runs in the background and we wait for it.
-STOP_SIGNAL=""
-REQUEUE_ON_STOP=0
-forward_stop() {
-  case "$1" in  # the first signal decides, except that USR2 (stop for good) always wins
-    USR1) [ -n "$STOP_SIGNAL" ] || REQUEUE_ON_STOP=1 ;;
-    TERM) [ -n "$STOP_SIGNAL" ] || REQUEUE_ON_STOP=${GANDIST_REQUEUE_ON_TERM:-0} ;;
-    USR2) REQUEUE_ON_STOP=0 ;;
-  esac
-  [ -n "$STOP_SIGNAL" ] && return 0  # already forwarded
-  STOP_SIGNAL=$1
-  [ -n "${STEP_PID:-}" ] || return 0  # no step yet: decided after the launch check below
-  log "SIG$1: asking the run to checkpoint and stop (SIGTERM to the job step)"
+# A stop signal (lib.sh: trap_stop_signals) reaches the step as SIGTERM, never as SIGUSR1.
+stop_child() {
+  log "$1: asking the run to checkpoint and stop (SIGTERM to the job step)"
   # scancel without --batch signals the job steps only (srun's tasks: torchrun and its
   # workers), not this shell. SIGTERM to srun itself would make srun SIGKILL the step.
   # (It fails when SLURM is already ending the job: its steps got SIGTERM from SLURM then.)
   scancel --signal=TERM "$SLURM_JOB_ID" 2>/dev/null \
     || log "scancel --signal=TERM failed: the job is ending, SLURM signals the step itself"
 }
-trap 'forward_stop USR1' USR1
-trap 'forward_stop TERM' TERM
-trap 'forward_stop USR2' USR2
+trap_stop_signals
 
 # ---------------------------------------------------------------- launch
 
 STARTED=$(date +%s)
-STEP_RC=0
-if [ -z "$STOP_SIGNAL" ]; then
+if [ -z "$STOP_SIGNAL" ]; then  # else signalled before the launch: nothing to run
   SRUN=(srun --nodes="$NNODES" --ntasks="$NNODES" --ntasks-per-node=1 --kill-on-bad-exit=0)
   # Slurm 22.05+ srun does not inherit --cpus-per-task from the job; pass it on.
   if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then
@@ -251,26 +193,9 @@ if [ -z "$STOP_SIGNAL" ]; then
   # node's own (0 on the head node, which therefore holds global rank 0). Arguments: the rank
   # flag, how many words make up the launcher command, that command, then the launcher's args.
   # shellcheck disable=SC2016
-  "${SRUN[@]}" bash -c 'flag=$1 n=$2; shift 2
+  run_child "${SRUN[@]}" bash -c 'flag=$1 n=$2; shift 2
     exec "${@:1:n}" "$flag=$SLURM_NODEID" "${@:n+1}"' gandist-node \
-    "$RANK_FLAG" "${#LAUNCH_BIN[@]}" "${LAUNCH_BIN[@]}" "${LAUNCH_ARGS[@]}" &
-  STEP_PID=$!
-  # A signal that arrived while srun was starting is forwarded now.
-  if [ -n "$STOP_SIGNAL" ]; then
-    sig=$STOP_SIGNAL
-    STOP_SIGNAL=""
-    forward_stop "$sig"
-  fi
-  # `wait` returns early (status > 128) whenever a trapped signal arrives; keep waiting until
-  # srun itself has exited.
-  while :; do
-    STEP_RC=0
-    wait "$STEP_PID" || STEP_RC=$?
-    if [ "$STEP_RC" -gt 128 ] && kill -0 "$STEP_PID" 2>/dev/null; then
-      continue
-    fi
-    break
-  done
+    "$RANK_FLAG" "${#LAUNCH_BIN[@]}" "${LAUNCH_BIN[@]}" "${LAUNCH_ARGS[@]}"
 fi
 
 # ---------------------------------------------------------------- outcome
@@ -295,33 +220,13 @@ STEP=${STEP:-?}
 if [ "$STATE" != missing ] && [ "$WRITTEN" -lt "$STARTED" ]; then
   STATE=stale
 fi
-log "step exited with $STEP_RC; status.json: $STATE at step $STEP${STOP_SIGNAL:+ (after SIG$STOP_SIGNAL)}"
-
-requeue() {
-  local restarts=${SLURM_RESTART_COUNT:-0}
-  if [ "$restarts" -ge "${GANDIST_MAX_REQUEUES:-50}" ]; then
-    log "not requeueing: already restarted $restarts times (GANDIST_MAX_REQUEUES)"
-    exit 75
-  fi
-  # Requeueing ends this job (SIGTERM to this shell): nothing is left to forward.
-  trap '' USR1 USR2 TERM
-  if scontrol requeue "$SLURM_JOB_ID"; then
-    log "requeued job $SLURM_JOB_ID; it resumes from $RUN_DIR/checkpoints/latest"
-    exit 0
-  fi
-  log "scontrol requeue failed (job cancelled?); resubmit with GANDIST_RUN_NAME=$RUN_NAME" \
-      "to continue from the checkpoint"
-  exit 75
-}
+log "step exited with $CHILD_RC; status.json: $STATE at step $STEP${STOP_SIGNAL:+ (after SIG$STOP_SIGNAL)}"
 
 stopped() {  # a checkpoint exists at the stop step; requeue or say how to continue
-  if [ "$REQUEUE_ON_STOP" = 1 ]; then
-    requeue
-  fi
-  log "stopped at step $STEP, not requeued; to continue, submit the same command again with" \
-      "GANDIST_RUN_NAME=$RUN_NAME"
-  [ "$STOP_SIGNAL" = USR2 ] && exit 0
-  exit 75
+  local again="GANDIST_RUN_NAME=$RUN_NAME"
+  exit_after_stop "requeued job $SLURM_JOB_ID; it resumes from $RUN_DIR/checkpoints/latest" \
+    "scontrol requeue failed (job cancelled?); resubmit with $again to continue from the checkpoint" \
+    "stopped at step $STEP, not requeued; to continue, submit the same command again with $again"
 }
 
 case "$STATE" in

@@ -6,7 +6,7 @@
 #
 # Everything else is slurm/train.sh, which this script execs (same process, so the batch shell
 # that --signal=B:USR1 reaches is train.sh's); the variables it reads are listed there and in
-# docs/cluster_slurm.md. Variables read here:
+# docs/cluster.md. Variables read here:
 #   GANDIST_HOME    the gandist checkout (default: found from the submitted script path)
 #   GANDIST_CONFIG  the config to train (default <GANDIST_HOME>/configs/dcgan_digits.yaml)
 #
@@ -22,20 +22,27 @@
 #SBATCH --requeue
 set -euo pipefail
 
-[ -n "${SLURM_JOB_ID:-}" ] || { echo "gandist-slurm: error: submit with sbatch" >&2; exit 2; }
+# ---------------------------------------------------------------- where gandist lives
 
-# $0 is slurmd's spooled copy of this script; the submitted path is the job's Command.
-if [ -z "${GANDIST_HOME:-}" ]; then
-  cmd=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null | sed -n 's/^ *Command=//p' | head -n1)
-  if [ -n "$cmd" ] && [ -f "$(dirname "$cmd")/train.sh" ]; then
-    GANDIST_HOME=$(cd "$(dirname "$cmd")/.." && pwd)
-  else
-    GANDIST_HOME=${SLURM_SUBMIT_DIR:-$(pwd)}
-  fi
-fi
-export GANDIST_HOME
-[ -f "$GANDIST_HOME/slurm/train.sh" ] \
-  || { echo "gandist-slurm: error: no slurm/train.sh under GANDIST_HOME=$GANDIST_HOME" >&2; exit 2; }
+# sbatch runs a spooled copy of this script, so slurm/lib.sh is found from the submitted path
+# (the job's Command), or from $0 when a script is run by path (train_dcgan.sh runs train.sh).
+# Keep gandist_home the same in every slurm/*.sh: lib.sh can only be sourced once it has run.
+gandist_home() {
+  local cmd d
+  cmd=$(scontrol show job "${SLURM_JOB_ID:-none}" 2>/dev/null \
+        | sed -n 's/^ *Command=//p' | head -n1)
+  for d in "$(dirname "$0")" "$(dirname "${cmd:-.}")"; do
+    [ -f "$d/lib.sh" ] && { (cd "$d/.." && pwd); return; }
+  done
+  printf '%s\n' "${SLURM_SUBMIT_DIR:-$(pwd)}"
+}
+GANDIST_HOME=${GANDIST_HOME:-$(gandist_home)}
+# shellcheck source-path=SCRIPTDIR/.. source=slurm/lib.sh
+source "$GANDIST_HOME/slurm/lib.sh" \
+  || { echo "gandist-slurm: error: no slurm/lib.sh in GANDIST_HOME=$GANDIST_HOME" >&2; exit 2; }
+require_batch_job
+export GANDIST_HOME  # train.sh needs no search of its own
+[ -f "$GANDIST_HOME/slurm/train.sh" ] || die "no slurm/train.sh under GANDIST_HOME=$GANDIST_HOME"
 
 exec bash "$GANDIST_HOME/slurm/train.sh" \
   "${GANDIST_CONFIG:-$GANDIST_HOME/configs/dcgan_digits.yaml}" "$@"
