@@ -541,6 +541,12 @@ class Trainer:
             f"  metrics       : {r.run_dir / 'metrics.jsonl'} (curves: loss_curves.png)",
             f"  report        : gandist report {r.run_dir}",
         ]
+        scores = r.run_dir / "eval.json"
+        if scores.is_file():
+            record = json.loads(scores.read_text())
+            shown = [k for k in ("fid", "cond_accuracy", "modes_captured") if k in record]
+            brief = ", ".join(f"{k} {record[k]:.4g}" for k in shown)
+            lines.append(f"  evaluation    : {scores}" + (f" ({brief})" if brief else ""))
         if r.wandb_dir is not None:
             lines.append(f"  W&B ({self.mode}) : {r.wandb_dir}")
             if self.mode == "offline":

@@ -37,8 +37,9 @@ def test_evaluator_scores_in_training_and_by_gandist_eval(workdir: Path) -> None
         "train.run_name=ev",
         "train.ema=true",  # both scorers must pick the EMA generator
     )
-    run_gandist(args, workdir, nproc=2)
+    trained = run_gandist(args, workdir, nproc=2)
     run = workdir / "runs/ev"
+    assert trained.stdout.count("evaluation    : runs/ev/eval.json (fid ") == 1
     logged = [m for m in metrics(run) if "eval/fid" in m]
     assert [m["step"] for m in logged] == [2, 4]
     final = json.loads((run / "eval.json").read_text())
