@@ -7,19 +7,26 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks import loader, train
+from benchmarks import loader, scaling, step_cost, train, variants
+
+# name -> (module with add_arguments/run, help)
+BENCHMARKS = {
+    "loader": (loader, "decoded img/s: shards vs torchvision ImageFolder (and the trainer)"),
+    "train": (train, "ms/step of gandist vs a bare PyTorch loop, side by side; FLOPs"),
+    "step-cost": (step_cost, "a WGAN-GP critic step with vs without the gradient penalty"),
+    "scaling": (scaling, "training img/s on 1 vs N processes (torchrun), same global batch"),
+    "variants": (variants, "precision x channels_last x torch.compile of the same step"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks")
     sub = p.add_subparsers(dest="name", required=True)
-    lp = sub.add_parser("loader", help="decoded img/s: shards vs torchvision ImageFolder")
-    loader.add_arguments(lp)
-    tp = sub.add_parser("train", help="ms/step of gandist vs a bare PyTorch loop, side by side")
-    train.add_arguments(tp)
+    for name, (module, help_text) in BENCHMARKS.items():
+        module.add_arguments(sub.add_parser(name, help=help_text))
     p.add_argument("--out", type=Path, help="also write the JSON result here")
     args = p.parse_args(argv)
-    result = {"loader": loader.run, "train": train.run}[args.name](args)
+    result = BENCHMARKS[args.name][0].run(args)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -1,155 +1,94 @@
 """Trainer overhead: a gandist step vs a bare PyTorch loop doing the same work, side by side.
 
 Both use the very same G and D architectures (built by gandist.models from one config), the same
-global batch, optimizers, loss and penalty, and the same in-memory data; the bare loop is the
-textbook GAN step with no accelerate, no DDP wrapper, no metrics. Repetitions alternate between
-the two so machine noise hits both alike. Reported: ms per outer step each, the overhead ratio,
-and the cost of a GP critic step relative to a plain one.
+global batch, optimizers, loss and penalty, and the same in-memory data (the bare loop is in
+`benchmarks.bare`). Repetitions alternate between the two so machine noise hits both alike.
+Reported: ms per outer step each, the overhead ratio (target <= 0.03), the fixed cost per step
+in ms (what the ratio becomes on a faster device), img/s, and FLOPs per step with the achieved
+TFLOP/s. `--channels-last` and `--compile` switch both sides alike.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
-import time
+import dataclasses
+import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from gandist.config import load_config
-from gandist.objectives.losses import LOSSES
-from gandist.objectives.penalties import gradient_penalty, interpolate
-from gandist.training.optimizers import build_optimizer
-
-RECIPES = {"dcgan64": "dcgan_digits.yaml", "wgan_gp64": "wgan_gp_digits.yaml"}
+from benchmarks.bare import BareLoop, compile_pair, to_channels_last
+from benchmarks.common import (
+    add_clock_argument,
+    add_threads_argument,
+    alternate,
+    machine,
+    median,
+    paired_ratio,
+    rounded,
+    settings,
+    torch_threads,
+)
+from benchmarks.flops import count_flops, flops_report
+from benchmarks.recipes import add_model_arguments, bench_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", choices=sorted(RECIPES), default="dcgan64")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--width", type=int, default=64, help="g_width = d_width")
-    p.add_argument("--steps", type=int, default=10, help="timed outer steps per repetition")
-    p.add_argument("--reps", type=int, default=5, help="alternating repetitions")
-    p.add_argument("--precision", choices=["no", "bf16", "fp16"], default="no")
+    add_model_arguments(p)
+    p.add_argument("--channels-last", action="store_true", help="NHWC weights on both sides")
+    p.add_argument("--compile", action="store_true", help="torch.compile G and D on both sides")
+    add_threads_argument(p)
+    add_clock_argument(p)
 
 
-def _cfg(args: argparse.Namespace, tmp: Path):
-    root = Path(__file__).resolve().parents[1] / "configs"
-    return load_config(
-        root / RECIPES[args.model],
-        [
-            "data.image_size=64",
-            "data.shards=off",
-            f"train.batch_size={args.batch}",
-            f"model.g_width={args.width}",
-            f"model.d_width={args.width}",
-            "train.steps=1000000",
-            "train.log_every=0",
-            "train.sample_every=0",
-            "train.checkpoint_every=0",
-            "tracking.wandb=disabled",
-            f"train.output_dir={tmp}",
-            f"train.precision={args.precision}",
-        ],
-    )
-
-
-class BareLoop:
-    """The same GAN step written plainly (single device, no accelerate)."""
-
-    def __init__(self, trainer: Any, cfg: Any) -> None:
-        import copy
-
-        self.G = copy.deepcopy(trainer.parts.G_plain)
-        self.D = copy.deepcopy(trainer.parts.D_plain)
-        self.opt_g = build_optimizer(self.G.parameters(), cfg.optim.g)
-        self.opt_d = build_optimizer(self.D.parameters(), cfg.optim.d)
-        self.loss = LOSSES.get(cfg.loss.adversarial)
-        self.cfg = cfg
-        x, _ = trainer.stream.first_samples(trainer.stream.num_samples)
-        self.x = x.to(trainer.acc.device)
-        self.device = trainer.acc.device
-        self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
-        fp16 = cfg.train.precision == "fp16"
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
-
-    def _autocast(self):
-        if self.amp is None:
-            return torch.autocast(self.device.type, enabled=False)
-        return torch.autocast(self.device.type, dtype=self.amp)
-
-    def step(self) -> None:
-        cfg, B = self.cfg, self.cfg.train.batch_size
-        for _ in range(cfg.train.n_critic):
-            real = self.x[torch.randint(len(self.x), (B,), device=self.device)]
-            z = torch.randn(B, cfg.model.z_dim, device=self.device)
-            with torch.no_grad(), self._autocast():
-                fake = self.G(z, None)
-            with self._autocast():
-                loss = self.loss.d(self.D(real, None)[0].float(), self.D(fake, None)[0].float())
-                if cfg.loss.penalty == "gp":
-                    eps = torch.rand(B, device=self.device)
-                    x_hat = interpolate(real, fake, eps)
-                    gp, _ = gradient_penalty(self.D, x_hat, None, scaler=self.scaler)
-                    loss = loss + cfg.loss.gp_weight * gp
-            self.opt_d.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.opt_d)
-            self.scaler.update()
-        self.D.requires_grad_(False)
-        z = torch.randn(B, cfg.model.z_dim, device=self.device)
-        with self._autocast():
-            g_loss = self.loss.g(self.D(self.G(z, None), None)[0].float())
-        self.opt_g.zero_grad(set_to_none=True)
-        self.scaler.scale(g_loss).backward()
-        self.scaler.step(self.opt_g)
-        self.scaler.update()
-        self.D.requires_grad_(True)
-
-
-def _time(fn: Any, steps: int, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / steps * 1000.0
+def apply_variant(trainer: Any, channels_last: bool, compile: bool) -> list[str]:
+    """The layout/compile switches on a built trainer's networks (one process, no DDP)."""
+    parts = trainer.parts
+    if channels_last:
+        to_channels_last(parts.G_plain, parts.D_plain)
+    if not compile:
+        return []
+    G, D, compiled = compile_pair(parts.G, parts.D, parts.loss_cfg.penalty)
+    trainer.parts = dataclasses.replace(parts, G=G, D=D)
+    return compiled
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import tempfile
+    """The measurement under --threads, restored after (a test suite shares the process)."""
+    with torch_threads(args.threads):
+        return _run(args)
 
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     from gandist.training.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = _cfg(args, Path(tmp))
+        cfg = bench_config(args.model, args.batch, args.width, args.precision, Path(tmp))
         trainer = Trainer(cfg)
-        bare = BareLoop(trainer, cfg)
         dev = trainer.acc.device
-        for fn in (trainer.train_step, bare.step):  # warm-up (allocator, autotuning)
-            _time(fn, 2, dev)
-        ours, plain = [], []
-        for _ in range(args.reps):
-            ours.append(_time(trainer.train_step, args.steps, dev))
-            plain.append(_time(bare.step, args.steps, dev))
-    g, b = statistics.median(ours), statistics.median(plain)
+        # FLOPs from an eager copy (a compiled graph hides its ops from the counter).
+        flops = count_flops(BareLoop(trainer, cfg).step)
+        bare = BareLoop(trainer, cfg, channels_last=args.channels_last, compile=args.compile)
+        compiled = apply_variant(trainer, args.channels_last, args.compile)
+        warmup = 3 if args.compile else 2  # compiled graphs: D step, G step, recompiles
+        fns = {"gandist": trainer.train_step, "bare": bare.step}
+        reps = alternate(fns, args.steps, args.reps, dev, warmup, args.clock)
+    g, b = median(reps["gandist"]), median(reps["bare"])
+    images = args.batch * cfg.train.n_critic  # real images through D per outer step
     return {
         "benchmark": "train",
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        },
-        "settings": {k: v for k, v in vars(args).items() if k not in ("func", "out", "name")},
+        "machine": machine(),
+        "settings": settings(args),
         "n_critic": cfg.train.n_critic,
+        "compiled": compiled,
         "gandist_ms_per_step": round(g, 2),
         "bare_ms_per_step": round(b, 2),
         "overhead": round(g / b - 1.0, 4),
-        "gandist_img_per_s": round(args.batch * cfg.train.n_critic / g * 1000.0, 1),
-        "reps_ms": {"gandist": [round(v, 2) for v in ours], "bare": [round(v, 2) for v in plain]},
+        # gandist/bare per repetition, pairs timed back to back: median and quartiles
+        "paired_ratio": paired_ratio(reps["gandist"], reps["bare"]),
+        "overhead_target": 0.03,
+        "fixed_cost_ms_per_step": round(g - b, 3),
+        "gandist_img_per_s": round(images / g * 1000.0, 1),
+        "bare_img_per_s": round(images / b * 1000.0, 1),
+        "flops": flops_report(flops, g, dev, args.precision),
+        "reps_ms": {k: rounded(v) for k, v in reps.items()},
     }

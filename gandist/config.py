@@ -96,6 +96,9 @@ class TrainConfig:
     precision: str = _choice("no", ("no", "bf16", "fp16"))
     # float64 is for verification (1-vs-N-process equivalence to ~1e-10); training uses float32.
     dtype: str = _choice("float32", ("float32", "float64"))
+    # NHWC weights and batches for convolutional models: 1.1-1.3x faster steps measured on CPU
+    # (docs/performance.md); results match NCHW up to float rounding. false: plain NCHW.
+    channels_last: bool = True
     ema: bool = False
     ema_decay: float = 0.999
     output_dir: str = "runs"

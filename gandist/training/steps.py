@@ -9,11 +9,13 @@ neither change D nor leave stale gradients on it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.optimizer import AcceleratedOptimizer
+from accelerate.utils import DistributedType
 from torch import nn
 
 from gandist.config import LossConfig
@@ -35,14 +37,42 @@ class GANParts:
     label_type: str
     # Set by the trainer on steps it will log: the parameter-gradient norms cost a reduction.
     track_grad_norm: bool = False
+    # Derived once here, not per step (see __post_init__).
+    G_plain: nn.Module = field(init=False, repr=False)
+    D_plain: nn.Module = field(init=False, repr=False)
+    opt_g_direct: Any = field(init=False, repr=False)
+    opt_d_direct: Any = field(init=False, repr=False)
 
-    @property
-    def D_plain(self) -> nn.Module:
-        return self.accelerator.unwrap_model(self.D)
+    def __post_init__(self) -> None:
+        # accelerate's unwrap_model probes for optional packages on every call (importlib
+        # find_spec, a stat per sys.path entry); the unwrapped modules never change, so unwrap
+        # once. `dataclasses.replace(parts, D=...)` runs this again.
+        self.G_plain = self.accelerator.unwrap_model(self.G)
+        self.D_plain = self.accelerator.unwrap_model(self.D)
+        self.opt_g_direct = _direct(self.opt_g)
+        self.opt_d_direct = _direct(self.opt_d)
 
-    @property
-    def G_plain(self) -> nn.Module:
-        return self.accelerator.unwrap_model(self.G)
+
+def _direct(opt: Any) -> Any:
+    """The optimizer to call zero_grad/step on: the torch optimizer inside accelerate's wrapper
+    when no GradScaler is involved, else the wrapper itself.
+
+    AcceleratedOptimizer.step checks twice per call whether the optional package lomo_optim is
+    installed (importlib find_spec) and zero_grad inspects a signature each call: about 0.25 ms
+    per optimizer step on a 2-core VM, most of the gap between a small DCGAN step and a bare
+    PyTorch loop (docs/performance.md). Without a scaler and without gradient accumulation
+    (gandist never accumulates: one backward per optimizer step) the wrapper's step and zero_grad
+    are exactly the wrapped optimizer's. fp16 keeps the wrapper: it runs scaler.step/update and
+    records skipped steps.
+    """
+    plain = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+    if (
+        isinstance(opt, AcceleratedOptimizer)
+        and opt.scaler is None
+        and opt.accelerator_state.distributed_type in plain  # XLA/DeepSpeed steps differ
+    ):
+        return opt.optimizer
+    return opt
 
 
 def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
@@ -98,11 +128,11 @@ def discriminator_step(
         r1, gnorm = r1_penalty(D, real, cond, scaler=acc.scaler)
         loss = loss + 0.5 * lc.r1_gamma * r1
         metrics["d/r1"], metrics["d/r1_grad_norm"] = r1.detach(), gnorm
-    parts.opt_d.zero_grad(set_to_none=True)
+    parts.opt_d_direct.zero_grad(set_to_none=True)
     acc.backward(loss)
     if parts.track_grad_norm:
         metrics["d/grad_norm"] = grad_norm(parts.D_plain, acc.scaler)
-    parts.opt_d.step()
+    parts.opt_d_direct.step()
     if lc.penalty == "clip":
         clip_weights_(parts.D_plain, lc.clip_value)
     metrics["d/loss"] = loss.detach()
@@ -125,11 +155,11 @@ def generator_step(parts: GANParts, y: torch.Tensor, z: torch.Tensor) -> dict[st
                 aux = aux_loss(_at_least_fp32(fake_aux), y, parts.label_type)
                 loss = loss + parts.loss_cfg.aux_weight * aux
                 metrics["g/loss_aux"] = aux.detach()
-            parts.opt_g.zero_grad(set_to_none=True)
+            parts.opt_g_direct.zero_grad(set_to_none=True)
             acc.backward(loss)
             if parts.track_grad_norm:
                 metrics["g/grad_norm"] = grad_norm(parts.G_plain, acc.scaler)
-            parts.opt_g.step()
+            parts.opt_g_direct.step()
     finally:
         d_plain.requires_grad_(True)
     metrics["g/loss"] = loss.detach()

@@ -115,6 +115,10 @@ class Trainer:
             D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(D)
         if cfg.train.dtype == "float64":
             G, D = G.double(), D.double()
+        self.channels_last = cfg.train.channels_last and self.info.kind == "image"
+        if self.channels_last:  # in place, before the optimizers take the parameters
+            G.to(memory_format=torch.channels_last)
+            D.to(memory_format=torch.channels_last)
         opt_g = build_optimizer(G.parameters(), cfg.optim.g)
         opt_d = build_optimizer(D.parameters(), cfg.optim.d)
         with warnings.catch_warnings():
@@ -227,6 +231,8 @@ class Trainer:
         x, y = next(self.stream)
         dev = self.acc.device
         x = x.to(dev, dtype=self.dtype, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         y = y.to(dev, non_blocking=True)
         if y.is_floating_point():
             y = y.to(self.dtype)
