@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?= -q
 
-.PHONY: demo test test-cluster image-test lint install clean
+.PHONY: demo test test-cluster image-test lint install clean experiments
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,33 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# Train the default recipe (DCGAN on the built-in digits) for a few minutes on CPU.
-demo: $(STAMP)
+# Train DCGAN on the built-in digits for a few minutes on CPU; the digits evaluator (trained
+# once, about a minute) makes the run end with FID/KID/precision/recall in eval.json.
+DEMO_EVALUATOR := data/evaluators/digits-32px-nativec/evaluator.safetensors
+$(DEMO_EVALUATOR): | $(STAMP)
+	$(BIN)/gandist train-evaluator digits --image-size 32
+
+demo: $(STAMP) $(DEMO_EVALUATOR)
 	$(BIN)/gandist train configs/dcgan_digits.yaml train.run_name=demo $(ARGS)
+
+# The classic experiments of docs/experiments.md, one run at a time, then their tables.
+# Pick some with EXPERIMENTS="toy2d_optimizers digits_losses"; ARGS are overrides for every run;
+# THREADS is OMP_NUM_THREADS per run (1 suits small models on a few shared cores). The digits
+# and shapes evaluators come first (once, cached) so the image runs end scored (eval.json).
+EXPERIMENTS ?= toy2d_optimizers digits_losses faces64 conditional_shapes
+THREADS ?= 1
+SHAPES_EVALUATOR := data/evaluators/shapes-64px-nativec-n1000-seed0/evaluator.safetensors
+$(SHAPES_EVALUATOR): | $(STAMP)
+	$(BIN)/gandist train-evaluator shapes --image-size 64 --n-samples 1000
+
+experiments: $(STAMP) $(DEMO_EVALUATOR) $(SHAPES_EVALUATOR)
+	@for e in $(EXPERIMENTS); do \
+	  $(BIN)/python -m gandist.experiments run configs/experiments/$$e --out runs/experiments \
+	    --threads $(THREADS) $(ARGS) || exit 1; \
+	done
+	@for e in $(EXPERIMENTS); do \
+	  echo "## $$e"; $(BIN)/python -m gandist.experiments table runs/experiments/$$e; \
+	done
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

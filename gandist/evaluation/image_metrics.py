@@ -40,7 +40,9 @@ def fid_kid(real: torch.Tensor, fake: torch.Tensor, kid_subsets: int = 50) -> di
     fid = FrechetInceptionDistance(feature=FeaturesIn(dim), sync_on_compute=False)
     fid.update(real, real=True)
     fid.update(fake, real=False)
-    subset = min(len(real), len(fake), 1000)
+    # 1000 per subset as usual, but at most half the smaller set so the subsets differ (with
+    # subsets as large as the sets, every subset is the whole set and kid_std is always 0).
+    subset = max(2, min(1000, min(len(real), len(fake)) // 2))
     with warnings.catch_warnings():  # "saves all features": these are in memory already
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
         kid = KernelInceptionDistance(

@@ -16,12 +16,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gandist.config import DataConfig
-from gandist.data.pipeline import open_stream, source_name
+from gandist.data.pipeline import dataset_key, open_stream, source_name
 from gandist.data.sources import load_source
 
 
-def reference_path(directory: Path, extractor: nn.Module, n: int, seed: int) -> Path:
-    return directory / f"reference-{extractor.kind}-{extractor.digest}-n{n}-seed{seed}.safetensors"
+def reference_path(
+    directory: Path, extractor: nn.Module, data: DataConfig, n: int, seed: int
+) -> Path:
+    """Named by everything the features depend on: extractor weights, data set, n, seed."""
+    name = f"reference-{extractor.kind}-{extractor.digest}-{dataset_key(data)}-n{n}-seed{seed}"
+    return directory / f"{name}.safetensors"
 
 
 def real_samples(data: DataConfig, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,7 +77,7 @@ def load_or_build_reference(
     progress: bool = True,
 ) -> dict[str, torch.Tensor]:
     """{"features", "labels"[, "logits"]} of n real samples, from the cache or computed now."""
-    path = reference_path(directory, extractor, n, seed)
+    path = reference_path(directory, extractor, data, n, seed)
     if path.is_file():
         return load_file(str(path))
     images, labels = real_samples(data, n, seed)
