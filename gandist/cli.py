@@ -131,7 +131,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         args.path, overrides, use_ema=not args.no_ema, wandb_mode=args.wandb, out=args.out
     )
     if path is not None:
-        print(f"step {record['step']}, {record['n_samples']} samples, {record['extractor']}:")
+        print(
+            f"step {record['step']}, {record['n_samples']} samples, {record['extractor']} "
+            f"features, {record['seconds']:.1f} s:"
+        )
         print(format_scores(record))
         print(path)
     return 0

@@ -97,6 +97,6 @@ def _toy_extras(cfg) -> dict:
 
 def format_scores(record: dict[str, Any]) -> str:
     """Aligned `name value` lines for the terminal."""
-    rows = [(k, v) for k, v in record.items() if isinstance(v, float)]
+    rows = [(k, v) for k, v in record.items() if isinstance(v, float) and k != "seconds"]
     width = max((len(k) for k, _ in rows), default=0)
     return "\n".join(f"  {k:<{width}} {v:.4f}" for k, v in rows)
