@@ -50,6 +50,8 @@ def bench_config(
             "tracking.wandb=disabled",
             f"train.output_dir={output_dir}",
             f"train.precision={PRECISIONS[precision]}",
+            # NCHW unless a benchmark's --channels-last converts both sides alike
+            "train.channels_last=false",
             *extra,
         ],
     )
