@@ -27,15 +27,27 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_source_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags that pick out a data source's samples (shared by shard and train-evaluator)."""
+    p.add_argument("--root", default="data", help="data root (default data)")
+    p.add_argument("--download", action="store_true", help="torchvision: download if missing")
+    p.add_argument("--n-samples", type=int, default=0, help="generated sources: how many")
+    p.add_argument("--seed", type=int, default=0, help="generated sources: seed")
+
+
+def _source_config(args: argparse.Namespace, **fields: object):
+    from gandist.config import DataConfig
+
+    return DataConfig(
+        root=args.root, download=args.download, n_samples=args.n_samples, seed=args.seed, **fields
+    )
+
+
 def _cmd_shard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from gandist.config import DataConfig
     from gandist.data.shards import write_shards
 
-    data = DataConfig(
-        root=args.root, download=args.download, n_samples=args.n_samples, seed=args.seed
-    )
     report = write_shards(
         args.source,
         Path(args.out_dir),
@@ -48,7 +60,7 @@ def _cmd_shard(args: argparse.Namespace) -> int:
         strict=args.strict,
         labels_file=args.labels,
         objects_file=args.objects,
-        data_cfg=data,
+        data_cfg=_source_config(args),
     )
     print(report.summary())
     print(report.manifest)
@@ -92,10 +104,7 @@ def _add_shard_parser(sub: argparse._SubParsersAction) -> None:
         help="folder sources: CSV `filename,label` or JSON {name: label | [labels]}",
     )
     h.add_argument("--objects", default=None, help="label vocabulary: JSON list or {name: index}")
-    h.add_argument("--root", default="data", help="torchvision data root (default data)")
-    h.add_argument("--download", action="store_true", help="torchvision: download if missing")
-    h.add_argument("--n-samples", type=int, default=0, help="generated sources: how many")
-    h.add_argument("--seed", type=int, default=0, help="generated sources: seed")
+    _add_source_arguments(h)
     h.set_defaults(func=_cmd_shard)
 
 
@@ -141,17 +150,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_evaluator(args: argparse.Namespace) -> int:
-    from gandist.config import DataConfig
     from gandist.evaluation.train_evaluator import train_evaluator
 
-    data = DataConfig(
-        source=args.source,
-        image_size=args.image_size,
-        channels=args.channels,
-        root=args.root,
-        download=args.download,
-        n_samples=args.n_samples,
-        seed=args.seed,
+    data = _source_config(
+        args, source=args.source, image_size=args.image_size, channels=args.channels
     )
     out, spec = train_evaluator(
         data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr
@@ -190,10 +192,7 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
     v.add_argument("source", help="digits | shapes | folder:<path> | torchvision:<Name>")
     v.add_argument("--image-size", type=int, default=0, help="as the run's data.image_size")
     v.add_argument("--channels", type=int, choices=(1, 3), default=0)
-    v.add_argument("--n-samples", type=int, default=0, help="generated sources: how many")
-    v.add_argument("--seed", type=int, default=0, help="generated sources: seed")
-    v.add_argument("--root", default="data", help="data root (default data)")
-    v.add_argument("--download", action="store_true", help="torchvision: download if missing")
+    _add_source_arguments(v)
     v.add_argument("--epochs", type=int, default=0, help="default: about 1000 batches")
     v.add_argument("--batch-size", type=int, default=64)
     v.add_argument("--lr", type=float, default=3e-3)

@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from gandist.tracking.plots import read_metrics
+
 TIMINGS = "timings.json"
 # The lab reports tabulate losses at these epochs (lab 003: 1/5/10/50/100/150/200).
 LAB_EPOCHS = (1, 5, 10, 20, 50, 100, 150, 200)
@@ -41,21 +43,6 @@ OPTIMIZER_ORDER = ("Adam", "SGD", "RMSprop")
 
 
 # ---------------------------------------------------------------- reading run directories
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a metrics.jsonl; a torn last line (a run killed mid-write) is skipped."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -264,7 +251,7 @@ def collect(experiment_dir: Path) -> list[dict[str, Any]]:
     runs = []
     for d in run_dirs(experiment_dir):
         cfg = yaml.safe_load((d / "config.yaml").read_text()) or {}
-        rows = read_jsonl(d / "metrics.jsonl")
+        rows = read_metrics(d)
         status = read_json(d / "status.json")
         last = rows[-1] if rows else {}
         runs.append(

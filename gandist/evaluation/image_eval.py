@@ -94,8 +94,9 @@ class ImageEvaluator:
         e = cfg.eval
         directory = evaluator_dir(cfg)
         seed = cfg.train.seed
-        if acc.is_main_process:  # build the cache once; the others then read it
-            load_or_build_reference(
+
+        def reference() -> dict[str, torch.Tensor]:
+            return load_or_build_reference(
                 self.extractor,
                 cfg.data,
                 directory,
@@ -103,19 +104,14 @@ class ImageEvaluator:
                 seed,
                 e.batch_size,
                 acc.device,
-                progress=progress,
+                progress=progress and acc.is_main_process,
             )
+
+        # The main rank builds (or reads) the cache; the others read it after the barrier.
+        self.reference = reference() if acc.is_main_process else {}
         acc.wait_for_everyone()
-        self.reference = load_or_build_reference(
-            self.extractor,
-            cfg.data,
-            directory,
-            e.n_samples,
-            seed,
-            e.batch_size,
-            acc.device,
-            progress=False,
-        )
+        if not acc.is_main_process:
+            self.reference = reference()
         judge = getattr(extractor, "label_type", "none")
         self.judges_labels = (
             info.label_type != "none"

@@ -21,7 +21,7 @@ from gandist.evaluation.image_eval import ImageEvaluator, Unavailable, open_extr
 from gandist.evaluation.toy_metrics import evaluate_modes
 from gandist.sampling import load_generator
 from gandist.tracking.wandb_run import log_side_run
-from gandist.training.checkpoint import read_trainer_state
+from gandist.training.checkpoint import read_trainer_state, run_dir_of
 from gandist.training.distributed import assert_world_size
 
 
@@ -72,7 +72,7 @@ def evaluate_checkpoint(
         "seconds": round(time.perf_counter() - started, 2),
         **scores,
     }
-    run_dir = ck.parent.parent if ck.parent.name == "checkpoints" else ck
+    run_dir = run_dir_of(ck)
     target = Path(out) if out else run_dir / "evals" / f"step_{step:06d}-{extractor_name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(record, indent=2) + "\n")

@@ -18,7 +18,7 @@ from gandist.config import load_config
 from gandist.sampling import load_generator
 from gandist.tracking.images import pyplot, save_grid
 from gandist.tracking.wandb_run import log_side_run
-from gandist.training.checkpoint import read_trainer_state
+from gandist.training.checkpoint import read_trainer_state, run_dir_of
 
 
 def latent_weight(G: nn.Module) -> torch.Tensor:
@@ -104,7 +104,7 @@ def _log_wandb(ck: Path, mode: str, values: torch.Tensor, pictures: list[Path]) 
     if mode == "disabled":
         return
     cfg = load_config(ck / "config.yaml")
-    run_dir = ck.parent.parent if ck.parent.name == "checkpoints" else ck
+    run_dir = run_dir_of(ck)
     log_side_run(
         cfg.tracking,
         mode,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -17,10 +18,16 @@ CURVES = (  # (panel title, metric keys)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
+    """Rows of a run's metrics.jsonl; a torn last line (a run killed mid-write) is skipped."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            with contextlib.suppress(json.JSONDecodeError):
+                rows.append(json.loads(line))
+    return rows
 
 
 def plot_losses(run_dir: str | Path, out: str | Path | None = None) -> Path | None:

@@ -143,6 +143,11 @@ def load_module_weights(module: torch.nn.Module, path: Path) -> None:
     module.load_state_dict(load_file(str(path)))
 
 
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run directory holding <run>/checkpoints/step_N (a loose checkpoint is its own)."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run directory or a checkpoint directory -> the checkpoint directory to read."""
     p = Path(path)

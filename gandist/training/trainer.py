@@ -153,7 +153,8 @@ class Trainer:
         self.run_id = ""
         self.images_seen = 0
         self.skipped = {"d": 0, "g": 0}  # fp16 optimizer steps skipped by the GradScaler
-        self._scorer: ImageEvaluator | bool | None = None  # image metrics, set up on first use
+        self._scorer: ImageEvaluator | None = None  # image metrics, set up on first use
+        self._scorer_checked = False
         self._resume()
 
     # ------------------------------------------------------------------ set-up
@@ -451,8 +452,8 @@ class Trainer:
 
     def _image_evaluator(self, log: RunLog | None) -> ImageEvaluator | None:
         """Set up once, on first use (every rank decides alike: same files, same config)."""
-        if self._scorer is None:
-            self._scorer = False
+        if not self._scorer_checked:
+            self._scorer_checked = True
             if self.cfg.eval.images != "off":
                 info = self.info
                 if self.cfg.model.condition == "none":
@@ -465,7 +466,7 @@ class Trainer:
                         log.message(f"image metrics off: {extractor.reason}")
                 else:
                     self._scorer = ImageEvaluator(self.cfg, info, extractor, self.acc)
-        return self._scorer or None
+        return self._scorer
 
     def trainer_state(self) -> dict[str, Any]:
         return {
