@@ -93,7 +93,10 @@ class TrainConfig:
     n_critic: int = 1
     batch_size: int = 64  # global batch over all processes; each rank takes its slice
     seed: int = 0
-    precision: str = _choice("no", ("no", "bf16", "fp16"))
+    # auto: what accelerate was launched with (`accelerate launch --mixed_precision`, its env or
+    # `accelerate config`), else no. An explicit value wins (a conflict is stated at start-up).
+    # The run's config.yaml records the precision actually used, never auto.
+    precision: str = _choice("auto", ("auto", "no", "bf16", "fp16"))
     # float64 is for verification (1-vs-N-process equivalence to ~1e-10); training uses float32.
     dtype: str = _choice("float32", ("float32", "float64"))
     # NHWC weights and batches for convolutional models: 1.1-1.3x faster steps measured on CPU
@@ -147,12 +150,22 @@ class DistConfig:
 
 @dataclass
 class TrackingConfig:
+    """W&B settings. Precedence is W&B's: a value set here > the WANDB_* variable > the default.
+
+    Empty ("" or []) means "not set here", so WANDB_PROJECT, WANDB_ENTITY, WANDB_DIR,
+    WANDB_RUN_GROUP, WANDB_TAGS (comma list) and WANDB_MODE apply; an empty variable counts as
+    unset too. Resolved in gandist.tracking.wandb_run.resolve_settings.
+    """
+
+    # auto: WANDB_MODE when set, else online when wandb has credentials (WANDB_API_KEY or a
+    # `wandb login` key in netrc, no network call), else offline (nothing leaves the machine).
     wandb: str = _choice("auto", ("auto", "offline", "online", "disabled"))
-    project: str = "gandist"
-    entity: str = ""
-    group: str = ""
+    project: str = ""  # "": WANDB_PROJECT, else gandist
+    entity: str = ""  # "": WANDB_ENTITY, else the W&B account's default entity
+    dir: str = ""  # where wandb/ is written; "": WANDB_DIR, else the run directory
+    group: str = ""  # "": WANDB_RUN_GROUP, else none
     job_type: str = "train"
-    tags: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)  # []: WANDB_TAGS, else none
     init_timeout_s: int = 30  # an unreachable server costs this once, then the run logs offline
 
 
@@ -388,7 +401,8 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
         )
     if lo.penalty == "clip" and lo.clip_value <= 0:
         raise _fail(origin, "loss.clip_value", f"must be > 0, got {lo.clip_value}")
-    if t.dtype == "float64" and t.precision != "no":
+    # auto is checked at start-up, against what accelerate was launched with.
+    if t.dtype == "float64" and t.precision not in ("no", "auto"):
         raise _fail(
             origin,
             "train.dtype",

@@ -76,3 +76,35 @@ def run_id(path: str | Path) -> str:
         if rec.WhichOneof("record_type") == "run":
             return rec.run.run_id
     raise ValueError(f"{path}: no run record")
+
+
+def run_info(path: str | Path) -> dict[str, Any]:
+    """The run record's identity: project, entity, group, tags, job type, name."""
+    for rec in records(path):
+        if rec.WhichOneof("record_type") == "run":
+            r = rec.run
+            return {"project": r.project, "entity": r.entity, "group": r.run_group,
+                    "tags": list(r.tags), "job_type": r.job_type, "name": r.display_name}
+    raise ValueError(f"{path}: no run record")
+
+
+def summary(path: str | Path) -> dict[str, Any]:
+    """The run summary as W&B shows it: the summary updates merged in order."""
+    out: dict[str, Any] = {}
+    for rec in records(path):
+        if rec.WhichOneof("record_type") == "summary":
+            for item in rec.summary.update:
+                out[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return out
+
+
+def artifacts(path: str | Path) -> list[dict[str, Any]]:
+    """Logged artifacts: name, type, aliases, metadata, and {file name: staged local path}."""
+    out = []
+    for rec in records(path):
+        if rec.WhichOneof("record_type") == "artifact":
+            a = rec.artifact
+            out.append({"name": a.name, "type": a.type, "aliases": list(a.aliases),
+                        "metadata": json.loads(a.metadata or "{}"),
+                        "files": {c.path: c.local_path for c in a.manifest.contents}})
+    return out

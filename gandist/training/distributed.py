@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Mapping
 from datetime import timedelta
 
 import torch
@@ -12,6 +14,47 @@ from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwar
 
 from gandist.config import Config
 
+PRECISIONS = ("no", "bf16", "fp16")
+LAUNCH_ENV = "ACCELERATE_MIXED_PRECISION"
+
+
+def launched_precision(env: Mapping[str, str] | None = None) -> str:
+    """The mixed precision accelerate was launched with, or "" when none was given.
+
+    `accelerate launch --mixed_precision X` and the `mixed_precision` of `accelerate config`'s file
+    both reach the training process only as ACCELERATE_MIXED_PRECISION (the Accelerator reads
+    nothing else), so this variable is the whole of "what accelerate was launched with". An empty
+    value counts as unset.
+    """
+    env = os.environ if env is None else env
+    return env.get(LAUNCH_ENV, "").strip().lower()
+
+
+def resolve_precision(requested: str, env: Mapping[str, str] | None = None) -> str:
+    """The precision the Accelerator will run: an explicit train.precision wins; `auto` takes
+    accelerate's launch setting, else `no` (accelerate's own default)."""
+    if requested != "auto":
+        return requested
+    return launched_precision(env) or "no"
+
+
+def precision_conflict(requested: str, env: Mapping[str, str] | None = None) -> str | None:
+    """A one-line notice when an explicit train.precision overrides accelerate's launch setting
+    (so a user of `accelerate launch --mixed_precision` learns why the flag did nothing).
+
+    A launch setting of `no` is not reported: `accelerate launch` sets it whenever neither its
+    flag nor its config file names a precision, so it usually means "nothing asked for".
+    """
+    launched = launched_precision(env)
+    if requested == "auto" or launched in ("", "no", requested):
+        return None
+    return (
+        f"gandist: train.precision={requested} overrides the mixed precision accelerate was "
+        f"launched with ({LAUNCH_ENV}={launched}, from `accelerate launch --mixed_precision` or "
+        f"`accelerate config`); training runs in {requested}. Leave train.precision at auto to "
+        "follow accelerate."
+    )
+
 
 def build_accelerator(cfg: Config, log_with: str | None) -> Accelerator:
     """An Accelerator for this config, on CPU when no GPU is present.
@@ -19,22 +62,50 @@ def build_accelerator(cfg: Config, log_with: str | None) -> Accelerator:
     `cpu=True` matters on GPU-less hosts: without it torchrun-started processes each believe they
     are alone (research note §8). Buffers are not broadcast on every forward: D runs twice (real,
     fake) before one backward, and BatchNorm statistics are averaged by `sync_buffers` instead.
+    With train.precision=auto no mixed_precision is passed, so accelerate's launch flag, env or
+    config file decides; the checks below apply to what will actually run. The caller reads the
+    result back from `accelerator.mixed_precision`.
     """
-    if cfg.train.precision == "fp16" and not torch.cuda.is_available():
+    t = cfg.train
+    precision = resolve_precision(t.precision)
+    source = (
+        f"train.precision={t.precision}"
+        if t.precision != "auto"
+        else f"accelerate's mixed precision ({LAUNCH_ENV}={precision})"
+    )
+    if precision not in PRECISIONS:
         raise ValueError(
-            "train.precision=fp16 needs a CUDA GPU (on CPU accelerate silently runs without a loss "
+            f"{source}: gandist trains in {', '.join(PRECISIONS)}; launch accelerate with one of "
+            "those or set train.precision explicitly"
+        )
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise ValueError(
+            f"{source}: fp16 needs a CUDA GPU (on CPU accelerate silently runs without a loss "
             "scaler); use train.precision=bf16 or no on this machine"
+        )
+    if precision != "no" and t.dtype == "float64":
+        raise ValueError(
+            f"{source}: train.dtype=float64 cannot be combined with mixed precision; set "
+            "train.precision=no"
         )
     handlers = [
         DistributedDataParallelKwargs(broadcast_buffers=False, find_unused_parameters=False),
         InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.dist.timeout_s)),
     ]
-    return Accelerator(
+    acc = Accelerator(
         cpu=not torch.cuda.is_available(),
-        mixed_precision=cfg.train.precision,
+        # None: accelerate reads its launch setting itself; an empty variable would reach it as
+        # an invalid mode "", so that case is spelled out as accelerate's default.
+        mixed_precision=(
+            t.precision if t.precision != "auto" else (None if launched_precision() else "no")
+        ),
         log_with=log_with,
         kwargs_handlers=handlers,
     )
+    conflict = precision_conflict(t.precision)
+    if conflict and acc.is_main_process:
+        print(conflict, file=sys.stderr, flush=True)
+    return acc
 
 
 def assert_world_size(accelerator: Accelerator, expected: int = 0) -> None:

@@ -30,10 +30,11 @@ from gandist.evaluation.image_eval import ImageEvaluator, Unavailable, open_extr
 from gandist.evaluation.toy_metrics import evaluate_modes
 from gandist.models import build_discriminator, build_generator
 from gandist.objectives.losses import LOSSES
+from gandist.tracking.artifacts import define_eval_summaries, log_final_model
 from gandist.tracking.images import save_grid, save_scatter
 from gandist.tracking.plots import make_gif, plot_losses
 from gandist.tracking.run_log import RunLog
-from gandist.tracking.wandb_run import init_kwargs, new_run_id, resolve_mode
+from gandist.tracking.wandb_run import init_kwargs, new_run_id, resolve_mode, resolve_settings
 from gandist.training import checkpoint as ckpt
 from gandist.training.distributed import (
     assert_world_size,
@@ -89,6 +90,9 @@ class Trainer:
         self.cfg = cfg
         self.mode = resolve_mode(cfg.tracking)
         self.acc = build_accelerator(cfg, log_with=None if self.mode == "disabled" else "wandb")
+        # The precision that runs (train.precision=auto follows accelerate's launch setting), so
+        # the banner, config.yaml, checkpoints and W&B config record it rather than "auto".
+        cfg.train.precision = self.acc.mixed_precision
         acc = self.acc
         assert_world_size(acc, cfg.dist.world_size)
 
@@ -205,7 +209,9 @@ class Trainer:
         def init(mode: str) -> None:
             kwargs = init_kwargs(cfg.tracking, mode, self.run_id, self.run_dir, self.run_dir.name)
             self.acc.init_trackers(
-                cfg.tracking.project, config=_flat_config(cfg), init_kwargs={"wandb": kwargs}
+                resolve_settings(cfg.tracking).project,
+                config=_flat_config(cfg),
+                init_kwargs={"wandb": kwargs},
             )
 
         try:
@@ -225,6 +231,8 @@ class Trainer:
             self.mode = "offline"
             self.acc.trackers = []
             init(self.mode)
+        if self.acc.is_main_process:  # the best eval/* in the run summary, not only the last
+            define_eval_summaries(self.acc.get_tracker("wandb", unwrap=True))
 
     # ------------------------------------------------------------------ the loop
 
@@ -350,6 +358,9 @@ class Trainer:
             (self.run_dir / "eval.json").write_text(
                 json.dumps({"step": self.step, **final_eval}, indent=2)
             )
+        if not preempted and self.mode != "disabled" and acc.is_main_process:
+            run = acc.get_tracker("wandb", unwrap=True)
+            log_final_model(run, last_ckpt, self.run_dir, self.stream, ema=self.ema is not None)
         log.close()
         wandb_dir = self._wandb_dir()
         acc.end_training()
