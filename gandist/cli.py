@@ -106,6 +106,38 @@ def _add_shard_parser(sub: argparse._SubParsersAction) -> None:
     h.add_argument("--objects", default=None, help="label vocabulary: JSON list or {name: index}")
     _add_source_arguments(h)
     h.set_defaults(func=_cmd_shard)
+    h.epilog = "Shards written by another tool (webdataset.ShardWriter): gandist shard index <dir>"
+
+    i = sub.add_parser(
+        SHARD_INDEX,  # typed as two words; main() joins them (`shard <source>` keeps working)
+        help="describe existing WebDataset shards (e.g. webdataset.ShardWriter's .jpg + .cls) "
+        "in a dataset.json: sample counts, image size and channels, labels; one pass",
+    )
+    i.add_argument(
+        "shards",
+        help="directory | brace pattern (shard-{000000..000099}.tar) | comma list; pipe: URLs too",
+    )
+    i.add_argument(
+        "--out",
+        default=None,
+        help="where to write dataset.json (default: beside the shards; remote shards need it, "
+        "then train with data.manifest=<it>)",
+    )
+    i.add_argument("--workers", type=int, default=4, help="shards read at once (default 4)")
+    i.add_argument(
+        "--force", action="store_true", help="replace a dataset.json written by `gandist shard`"
+    )
+    i.set_defaults(func=_cmd_shard_index)
+
+
+SHARD_INDEX = "shard index"
+
+
+def _cmd_shard_index(args: argparse.Namespace) -> int:
+    from gandist.data.shard_index import run_index_command
+
+    print(run_index_command(args.shards, args.out, args.workers, args.force))
+    return 0
 
 
 def _cmd_sefa(args: argparse.Namespace) -> int:
@@ -317,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == SHARD_INDEX.split():
+        argv[:2] = [SHARD_INDEX]
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

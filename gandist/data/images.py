@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from gandist.data.base import DatasetInfo, LabelType, SourceData
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 FOLDER_DEFAULT_SIZE = 64
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+FOLDER_PROBE = 1000  # image headers read to find a folder's native channels
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 
 
 class ImageReadError(RuntimeError):
@@ -100,6 +102,16 @@ class ImageTransform:
         x = torch.from_numpy(arr.copy()).float()
         x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
         return x.div_(127.5).sub_(1.0)
+
+
+def mode_channels(img: Image.Image) -> int:
+    """1 for a grayscale image (a gray pixel mode, or a palette of grays only), else 3."""
+    if img.mode in GRAY_MODES:
+        return 1
+    if img.mode in ("P", "PA"):
+        pal = img.getpalette() or []
+        return 1 if all(pal[i] == pal[i + 1] == pal[i + 2] for i in range(0, len(pal), 3)) else 3
+    return 3
 
 
 def _check_channels(channels: int) -> int:
@@ -217,7 +229,7 @@ def build_torchvision(arg: str, cfg: DataConfig) -> SourceData:
             f"data.source {cfg.source!r}: items are {type(img).__name__}, not images; "
             "only image data sets are supported"
         )
-    channels = _check_channels(cfg.channels or (1 if img.mode in _GRAY_MODES else 3))
+    channels = _check_channels(cfg.channels or mode_channels(img))
     size = cfg.image_size or min(img.size)
     label_type, names = _labels_of(base, target)
     info = DatasetInfo(
@@ -310,12 +322,45 @@ class ImageFolderSource(Dataset):
         return x, torch.tensor(self.labels[index], dtype=torch.int64)
 
 
+def native_channels(files: list[Path], source: str) -> int:
+    """What the images are: 1 channel when most are grayscale, else 3.
+
+    A folder of grey digits trained as RGB triples the work and learns three copies of one
+    channel, so the folder's own pixel modes decide, not a fixed RGB. Only headers are read, of
+    at most FOLDER_PROBE files spread evenly over the (sorted) list, so a million-file folder
+    costs the same as a small one. A mixed folder follows the majority and says so on stderr;
+    unreadable files are left to the loader, which names them.
+    """
+    step = max(1, len(files) // FOLDER_PROBE)
+    probe = files[::step][:FOLDER_PROBE]
+    gray = colour = 0
+    for path in probe:
+        try:
+            with Image.open(path) as img:
+                one = mode_channels(img) == 1
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            continue
+        gray, colour = gray + one, colour + (not one)
+    channels = 1 if gray > colour else 3
+    if gray and colour:
+        what = f"{gray + colour} sampled" if len(probe) < len(files) else f"{gray + colour}"
+        print(
+            f"gandist: {source}: of {what} images {gray} are grayscale and {colour} colour; "
+            f"using {channels} channel{'s' if channels > 1 else ''} (the majority; set "
+            "data.channels=1 or 3 to choose)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return channels
+
+
 def build_folder(arg: str, cfg: DataConfig) -> SourceData:
-    """`folder:<path>`: a flat folder (unlabelled) or one subfolder per class."""
+    """`folder:<path>`: a flat folder (unlabelled) or one subfolder per class; channels are the
+    images' own (see native_channels) unless data.channels says otherwise."""
     if not arg:
         raise ValueError("data.source: 'folder' needs a directory, e.g. folder:data/faces")
     files, labels, names = scan_folder(Path(arg).expanduser())
-    channels = _check_channels(cfg.channels or 3)
+    channels = _check_channels(cfg.channels or native_channels(files, cfg.source))
     size = cfg.image_size or FOLDER_DEFAULT_SIZE
     info = DatasetInfo(
         kind="image",

@@ -7,6 +7,11 @@ A shard is a POSIX tar of samples; a sample is the files sharing a key:
   such as {"source_path": ...}. Every sample has a `.json` (it may hold only metadata).
 Beside the shards, `dataset.json` (the manifest) describes them; see `Manifest`.
 Keys contain no dots (webdataset splits a member name at its first dot).
+
+Shards written by other tools (`webdataset.ShardWriter`) are read too, once `gandist shard index`
+(gandist.data.shard_index) has described them: any of `READ_FORMATS` as the image, a `.json`
+that is a bare list of label indices, images of mixed sizes or modes. Decoding therefore
+converts and resizes to the manifest's channels and size rather than trusting the file.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ import torch
 from PIL import Image
 
 from gandist.data.base import DatasetInfo
+from gandist.data.images import resize_center_crop, to_channels
 
 MANIFEST = "dataset.json"
 FORMAT_NAME = "gandist-shards"
 FORMAT_VERSION = 1
-IMAGE_FORMATS = ("png", "jpg", "npy")
+IMAGE_FORMATS = ("png", "jpg", "npy")  # what `gandist shard` writes
+READ_FORMATS = ("png", "jpg", "jpeg", "webp", "ppm", "npy")  # what a manifest may name
 SHARD_PATTERN = "data-{:06d}.tar"
 _KEY_OK = re.compile(r"[^A-Za-z0-9_\-/]")
 
@@ -56,6 +63,11 @@ class Manifest:
     format: str = FORMAT_NAME
     version: int = FORMAT_VERSION
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    # Written by `gandist shard index` (shards from other tools): "WxH" -> images of that size
+    # (image_size is the shorter side of the most common one), and a flag that tells an index
+    # (redone when older than its shards) from a manifest `gandist shard` wrote with them.
+    image_sizes: dict[str, int] = field(default_factory=dict)
+    indexed: bool = False
 
     @property
     def num_samples(self) -> int:
@@ -88,6 +100,7 @@ def read_manifest(directory: str | Path) -> Manifest:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no shard manifest; create shards with `gandist shard <source> {directory}`"
+            f", or describe shards another tool wrote with `gandist shard index {directory}`"
         )
     return parse_manifest(path.read_text(), str(path))
 
@@ -112,10 +125,11 @@ def parse_manifest(text: str, path: str) -> Manifest:
             channels=int(raw["channels"]), image_format=raw["image_format"],
             label_type=raw["label_type"], label_names=list(raw["label_names"]), shards=shards,
             gandist_version=raw.get("gandist_version", ""), skipped=raw.get("skipped", {}),
+            image_sizes=dict(raw.get("image_sizes", {})), indexed=bool(raw.get("indexed", False)),
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{path}: manifest is missing or has a malformed field ({exc})") from exc
-    if m.image_format not in IMAGE_FORMATS or m.channels not in (1, 3):
+    if m.image_format not in READ_FORMATS or m.channels not in (1, 3):
         raise ValueError(f"{path}: unsupported image_format/channels "
                          f"({m.image_format!r}, {m.channels})")
     return m
@@ -180,13 +194,64 @@ def encode_image(arr: np.ndarray, fmt: str, quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
-def decode_image(data: bytes, fmt: str, channels: int) -> torch.Tensor:
-    """File bytes -> (C, H, W) float32 in [-1, 1]."""
+def decode_image(data: bytes, fmt: str, channels: int, size: int = 0) -> torch.Tensor:
+    """File bytes -> (C, size, size) float32 in [-1, 1] (size 0: as stored).
+
+    Converts to `channels` and resizes (shorter side, centre crop: the folder source's rule)
+    whatever does not match, so shards of mixed sizes or modes, and a run's data.image_size /
+    data.channels that differ from the manifest's, give the shapes the models were built for.
+    Images that already match take no extra copy.
+    """
     if fmt == "npy":
-        return uint8_to_tensor(np.load(io.BytesIO(data), allow_pickle=False))
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+        x = uint8_to_tensor(arr)
+        if x.shape[0] == channels and (not size or tuple(x.shape[1:]) == (size, size)):
+            return x
+        hwc = ((x + 1.0) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        img = Image.fromarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc)
+        return _pil_to_tensor(img, channels, size)
     with Image.open(io.BytesIO(data)) as img:
-        img = img.convert("L" if channels == 1 else "RGB")
-        return uint8_to_tensor(np.array(img))  # a writable copy
+        return _pil_to_tensor(img, channels, size)
+
+
+def _pil_to_tensor(img: Image.Image, channels: int, size: int) -> torch.Tensor:
+    img = to_channels(img, channels)
+    if size:
+        img = resize_center_crop(img, size)
+    return uint8_to_tensor(np.array(img))  # a writable copy
+
+
+def find_image(sample: dict[str, Any]) -> tuple[str, bytes] | None:
+    """(format, bytes) of the first member of a raw webdataset sample that is an image.
+
+    webdataset keeps everything after a member's first dot as the extension, so `x.left.jpg`
+    arrives as "left.jpg"; its last part names the format.
+    """
+    for ext, data in sample.items():
+        fmt = ext.rsplit(".", 1)[-1]
+        if not ext.startswith("__") and fmt in READ_FORMATS:
+            return fmt, data
+    return None
+
+
+def image_member(sample: dict[str, Any], preferred: str) -> tuple[str, bytes]:
+    """(format, bytes) of a sample's image: the manifest's format, else any readable one."""
+    if preferred in sample:
+        return preferred, sample[preferred]
+    found = find_image(sample)
+    if found is not None:
+        return found
+    raise ValueError(
+        f"shard sample {sample.get('__key__')} from {sample.get('__url__')} has no image member "
+        f"(looked for .{', .'.join(READ_FORMATS)}); remove it or re-run `gandist shard index`"
+    )
+
+
+def decode_sample(sample: dict[str, Any], manifest: Manifest) -> tuple[torch.Tensor, torch.Tensor]:
+    """One raw webdataset sample -> (image at the manifest's size and channels, label)."""
+    fmt, data = image_member(sample, manifest.image_format)
+    x = decode_image(data, fmt, manifest.channels, manifest.image_size)
+    return x, decode_label(sample, manifest.label_type, manifest.num_labels)
 
 
 def encode_label(y: torch.Tensor, label_type: str) -> dict[str, bytes]:
@@ -204,7 +269,8 @@ def decode_label(sample: dict[str, Any], label_type: str, num_labels: int) -> to
     if label_type == "class":
         return torch.tensor(int(sample["cls"]), dtype=torch.long)
     if label_type == "multi":
+        raw = json.loads(sample["json"])
         y = torch.zeros(num_labels, dtype=torch.float32)
-        y[json.loads(sample["json"])["labels"]] = 1.0
+        y[raw if isinstance(raw, list) else raw["labels"]] = 1.0  # other tools: a bare list
         return y
     return torch.tensor(0, dtype=torch.long)

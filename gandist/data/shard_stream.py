@@ -34,8 +34,7 @@ from gandist.data.base import DatasetInfo
 from gandist.data.shard_format import (
     MANIFEST,
     Manifest,
-    decode_image,
-    decode_label,
+    decode_sample,
     parse_manifest,
     read_manifest,
 )
@@ -232,14 +231,7 @@ class _RankShards(IterableDataset):
         yield from buf
 
     def _decode(self, s: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        fmt = self.m.image_format
-        if fmt not in s:
-            raise ValueError(
-                f"shard sample {s.get('__key__')} from {s.get('__url__')} has no "
-                f".{fmt} member (manifest image_format={fmt})"
-            )
-        x = decode_image(s[fmt], fmt, self.m.channels)
-        return x, decode_label(s, self.m.label_type, self.m.num_labels)
+        return decode_sample(s, self.m)  # at the manifest's size and channels
 
     def _worker_batches(self, w: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         skip = self.skip[w] * self.local_batch
@@ -434,14 +426,9 @@ class ShardStream:
         """The first n samples in storage order (for fixed sample-grid labels)."""
         xs, ys = [], []
         for s in tarfile_samples({"url": u} for u in self.urls):
-            xs.append(
-                decode_image(
-                    s[self.manifest.image_format],
-                    self.manifest.image_format,
-                    self.manifest.channels,
-                )
-            )
-            ys.append(decode_label(s, self.manifest.label_type, self.manifest.num_labels))
+            x, y = decode_sample(s, self.manifest)
+            xs.append(x)
+            ys.append(y)
             if len(xs) == n:
                 break
         return torch.stack(xs), torch.stack(ys)
