@@ -12,8 +12,10 @@
 #   TORCH_INDEX_URL  index for TORCH_SPEC only; empty = PyPI, whose Linux wheels carry their CUDA
 #                    runtime (the host provides only the driver). The CPU index gives a small image.
 #   PIP_CONSTRAINT, PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_FIND_LINKS, PIP_CERT: read by pip as
-#                    usual, e.g. a constraints file/URL that pins every dependency (reproducible
-#                    dependency set), a mirror, or a proxy's CA bundle mounted at build time.
+#                    usual, e.g. a mirror, or a proxy's CA bundle mounted at build time.
+# Versions: constraints.txt (the repository's pins, what CI tests) fixes the version of every
+# package both install layers bring in, torch included, so two builds a month apart hold the
+# same set; the index still picks torch's build (2.x.y+cpu and 2.x.y+cu130 both satisfy ==2.x.y).
 # Never pass secrets as build args (they show in `docker history`): the W&B key reaches the
 # container at run time (k8s Secret, `-e WANDB_API_KEY`).
 ARG BASE=python:3.11-slim-bookworm
@@ -51,18 +53,21 @@ RUN python3 -m venv /opt/venv \
 # Layer 1, torch alone: the largest layer and the one that changes least. The installed versions
 # are then pinned as constraints, so the dependency layer cannot swap this build of torch for
 # another (a CPU torch with PyPI's torchvision fails at import).
+COPY constraints.txt /opt/venv/constraints.txt
 RUN printf '%s\n' "$TORCH_SPEC" | tr -s ' ' '\n' > /opt/venv/torch-requirements.txt \
     && pip install --no-cache-dir ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
+        --constraint /opt/venv/constraints.txt \
         --requirement /opt/venv/torch-requirements.txt \
     && pip freeze | grep -iE '^(torch|torchvision)==' > /opt/venv/torch-constraints.txt
 
 # Layer 2, the dependencies pyproject.toml declares: install the project from its pyproject with
-# an empty package (and a blank README), then drop the stub. This layer is rebuilt only when
-# pyproject.toml changes, not on every source edit.
+# a stub package (only the __version__ the build reads, and a blank README), then drop the stub.
+# This layer is rebuilt only when pyproject.toml or constraints.txt change, not on source edits.
 WORKDIR /opt/gandist
 COPY pyproject.toml ./
-RUN mkdir gandist && touch gandist/__init__.py README.md \
-    && pip install --no-cache-dir --constraint /opt/venv/torch-constraints.txt . \
+RUN mkdir gandist && echo '__version__ = "0"' > gandist/__init__.py && touch README.md \
+    && pip install --no-cache-dir --constraint /opt/venv/torch-constraints.txt \
+        --constraint /opt/venv/constraints.txt . \
     && pip uninstall --yes gandist \
     && rm -rf gandist README.md build ./*.egg-info
 

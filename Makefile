@@ -5,14 +5,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?= -q
 
-.PHONY: demo test test-cluster image-test lint install clean experiments
+.PHONY: demo test test-cluster image-test lint install clean experiments constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+# constraints.txt pins every package at the version CI tested (scripts/update_constraints.py).
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -57,6 +58,10 @@ test-cluster: $(STAMP)
 # Builds the image with podman from a local debootstrap base and trains inside it (slow).
 image-test:
 	bash scripts/image_test.sh
+
+# Re-pin constraints.txt to what .venv holds now (after a deliberate upgrade; then run the tests).
+constraints: $(STAMP)
+	$(BIN)/python scripts/update_constraints.py constraints.txt
 
 lint: $(STAMP)
 	$(BIN)/ruff check gandist tests benchmarks

@@ -283,6 +283,32 @@ def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     w.set_defaults(func=run)
 
 
+def _add_export_parser(sub: argparse._SubParsersAction) -> None:
+    """`gandist export`; the logic lives in gandist/export.py, imported only when called."""
+
+    def run(args: argparse.Namespace) -> int:
+        from gandist.export import export_generator
+
+        out, meta = export_generator(args.path, args.format, args.out, use_ema=not args.no_ema)
+        inputs = ", ".join(meta["inputs"])
+        print(
+            f"{out}: {args.format} generator ({meta['weights']} weights, step {meta['step']}); "
+            f"inputs {inputs}; output {meta['output_shape']}"
+        )
+        return 0
+
+    x = sub.add_parser(
+        "export",
+        help="write a run's generator as TorchScript or ONNX, loadable without gandist "
+        "(EMA weights when the run has them)",
+    )
+    x.add_argument("path", help="run directory (latest checkpoint) or checkpoint directory")
+    x.add_argument("--format", required=True, choices=("torchscript", "onnx"))
+    x.add_argument("--out", required=True, help="file to write, e.g. generator.pt / .onnx")
+    x.add_argument("--no-ema", action="store_true", help="export the raw generator, not the EMA")
+    x.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gandist", description=__doc__)
     p.add_argument("--version", action="version", version=f"gandist {__version__}")
@@ -314,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
     s.set_defaults(func=_cmd_sample)
+    _add_export_parser(sub)
 
     f = sub.add_parser("sefa", help="latent directions by closed-form factorization (SeFa)")
     f.add_argument("path", help="run directory (latest checkpoint) or checkpoint directory")

@@ -29,6 +29,26 @@ def _choice(default: str, choices: tuple[str, ...], doc: str = "") -> Any:
 NORMS = ("batch", "instance", "layer", "spectral", "none")
 
 
+def dcgan_layout(size: int) -> tuple[int, int] | None:
+    """(stride-2 blocks, side of the smallest map) of a DCGAN for `size` px images, or None.
+
+    Each DCGAN block halves (D) or doubles (G) the map exactly, so a side works when halving it
+    (while even and above 7) ends at a 3-7 px map: 64 -> 4 blocks down to 4 px, 28 -> 2 to 7 px.
+    Kept here, not in gandist.models, so config validation can name data.image_size without
+    importing torch.
+    """
+    if not 16 <= size <= 256:
+        return None
+    blocks = 0
+    while size > 7 and size % 2 == 0:
+        size //= 2
+        blocks += 1
+    return (blocks, size) if 3 <= size <= 7 else None
+
+
+DCGAN_IMAGE_SIZES: tuple[int, ...] = tuple(s for s in range(16, 257) if dcgan_layout(s))
+
+
 @dataclass
 class ModelConfig:
     """Generator/discriminator architecture. Sizes come from the data (channels, resolution)."""
@@ -107,6 +127,11 @@ class TrainConfig:
     output_dir: str = "runs"
     run_name: str = ""  # empty: <config name>-<timestamp>
     resume: str = "none"  # none | auto | path to a checkpoint directory
+    # Fine-tuning: start this (new) run from another run's weights: a run directory (its latest
+    # checkpoint), a checkpoint directory (G, D and EMA) or a .safetensors file (G only). Step,
+    # optimizer state and data position start fresh. Ignored once the run resumes from its own
+    # checkpoint (resume wins). See gandist/training/init_from.py.
+    init_from: str = ""
     sample_every: int = 500
     num_samples: int = 64
     checkpoint_every: int = 1000
@@ -381,6 +406,13 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
             raise _fail(origin, f"train.{key}", "must be >= 0 (0 disables)")
     if m.kernel not in (4, 5):
         raise _fail(origin, "model.kernel", f"DCGAN kernels are 4 or 5, got {m.kernel}")
+    if m.arch == "dcgan" and cfg.data.image_size and not dcgan_layout(cfg.data.image_size):
+        raise _fail(
+            origin,
+            "data.image_size",
+            f"model.arch=dcgan supports square sizes {', '.join(map(str, DCGAN_IMAGE_SIZES))}; "
+            f"got {cfg.data.image_size} (pick one of them, or 0 for the source's native size)",
+        )
     if not 0.0 <= m.dropout < 1.0:
         raise _fail(origin, "model.dropout", f"must be in [0, 1), got {m.dropout}")
     if not 0.0 < t.ema_decay < 1.0:

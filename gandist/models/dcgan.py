@@ -1,9 +1,13 @@
-"""DCGAN generator and discriminator for 28, 32, 64 and 128 pixel images.
+"""DCGAN generator and discriminator for square images of 16 to 256 pixels.
 
 G: Linear(z [+ embed(y)]) -> (C0, s0, s0) -> norm + ReLU -> n upsampling blocks -> Tanh.
 D: n stride-2 conv blocks (no norm on the first) -> flatten -> Linear -> 1 (+ projection / aux).
 With kernel 5 and 64 px this is the anime-faces lab's DCGAN; the final Linear over the 4 x 4 map
 is the lab's 4 x 4 conv to one logit.
+
+Sizes: every side whose halving chain ends at a 3-7 px map (config.DCGAN_IMAGE_SIZES: 16, 20,
+24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256); the number of blocks follows
+from the size, so 28 px (2 blocks from 7 px) and 64 px (4 blocks from 4 px) keep the lab layouts.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gandist.config import ModelConfig
+from gandist.config import DCGAN_IMAGE_SIZES, ModelConfig, dcgan_layout
 from gandist.data.base import DatasetInfo
 from gandist.models.conditioning import (
     CriticHead,
@@ -23,9 +27,6 @@ from gandist.models.conditioning import (
 from gandist.models.init import finish
 from gandist.models.norms import conv_bias, norm2d
 
-# resolution -> (number of stride-2 blocks, side of the smallest feature map)
-LAYOUTS: dict[int, tuple[int, int]] = {28: (2, 7), 32: (3, 4), 64: (4, 4), 128: (5, 4)}
-
 
 def _layout(info: DatasetInfo) -> tuple[int, int]:
     if info.kind != "image":
@@ -33,13 +34,14 @@ def _layout(info: DatasetInfo) -> tuple[int, int]:
             f"model.arch='dcgan' needs image data, but the source is {info.kind!r}; "
             "use model.arch: toy (or mlp) for point sets"
         )
-    if info.image_size not in LAYOUTS:
-        sizes = ", ".join(str(s) for s in LAYOUTS)
+    layout = dcgan_layout(info.image_size)
+    if layout is None:
+        sizes = ", ".join(str(s) for s in DCGAN_IMAGE_SIZES)
         raise ValueError(
-            f"model.arch='dcgan' supports image sizes {sizes}; got {info.image_size} "
+            f"model.arch='dcgan' supports square image sizes {sizes}; got {info.image_size} "
             "(set data.image_size to one of them)"
         )
-    return LAYOUTS[info.image_size]
+    return layout
 
 
 def _padding(kernel: int) -> int:

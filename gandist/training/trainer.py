@@ -42,6 +42,7 @@ from gandist.training.distributed import (
     check_consistency,
     sync_buffers,
 )
+from gandist.training.init_from import init_networks
 from gandist.training.noise import GlobalNoise, fixed_noise
 from gandist.training.optimizers import build_optimizer
 from gandist.training.preemption import StopRequest, write_status
@@ -109,6 +110,8 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)  # identical init on every rank and for every world size
         G = build_generator(cfg.model, self.info)
         D = build_discriminator(cfg.model, self.info)
+        # train.init_from: another run's weights, before DDP wraps G and D (resume wins).
+        self.init_from = init_networks(cfg, self.info, G, D)
         if cfg.dist.sync_batchnorm:
             if acc.num_processes > 1 and acc.device.type == "cpu":
                 raise ValueError(
@@ -148,6 +151,8 @@ class Trainer:
                 use_buffers=True,
                 multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay),
             )
+        if self.init_from is not None:
+            self.init_from.load_ema(self.ema)
         self.noise = GlobalNoise(
             cfg.train.seed, cfg.train.batch_size, acc.process_index, acc.num_processes
         )
@@ -301,6 +306,8 @@ class Trainer:
         log = RunLog(acc, self.run_dir, t.steps, self.step, use_tracker=self.mode != "disabled")
         if self.resumed_from is not None:
             log.message(f"resumed from {self.resumed_from} at step {self.step}")
+        if self.init_from is not None:
+            log.message(self.init_from.message)
         log.message(self._banner())
         last_ckpt = self.resumed_from
         window_t, window_img = time.perf_counter(), 0
