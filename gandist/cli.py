@@ -14,7 +14,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from gandist.training.preemption import EXIT_PREEMPTED
     from gandist.training.trainer import train
 
-    return EXIT_PREEMPTED if train(cfg).preempted else 0
+    from accelerate import PartialState
+
+    preempted = train(cfg).preempted
+    PartialState().destroy_process_group()
+    return EXIT_PREEMPTED if preempted else 0
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from gandist.seeds import check_seed
+
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the file and key."""
@@ -137,6 +139,9 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     log_every: int = 50
+    # Stop after this many optimizer steps in a row with a non-finite loss (or at once on
+    # non-finite parameters). A single one is normal under fp16: the GradScaler skips it.
+    max_nonfinite_steps: int = 20
 
 
 @dataclass
@@ -170,7 +175,9 @@ class DistConfig:
     check_consistency_every: int = 0  # 0: off; else compare parameters across ranks every N steps
     sync_batchnorm: bool = False
     timeout_s: int = 1800
-    stop_check_every: int = 1  # steps between the ranks' stop-signal agreement (one allreduce)
+    # Steps between the ranks' stop-signal checks: one asynchronous allreduce each, read at the
+    # next check, so a signal stops every rank 1-2 checks later and no step waits for it.
+    stop_check_every: int = 1
 
 
 @dataclass
@@ -440,6 +447,13 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
             "train.dtype",
             "float64 cannot be combined with mixed precision; set train.precision=no",
         )
+    for key, seed in (("train.seed", t.seed), ("data.seed", cfg.data.seed)):
+        try:
+            check_seed(seed, key)
+        except ValueError as exc:
+            raise _fail(origin, key, str(exc).split(": ", 1)[1]) from None
+    if t.max_nonfinite_steps < 1:
+        raise _fail(origin, "train.max_nonfinite_steps", "must be >= 1")
     if cfg.dist.check_consistency_every < 0:
         raise _fail(origin, "dist.check_consistency_every", "must be >= 0 (0 disables)")
     if t.resume not in ("none", "auto") and not t.resume.strip():

@@ -38,7 +38,8 @@ from gandist.data.shard_format import (
     parse_manifest,
     read_manifest,
 )
-from gandist.data.stream import loader_worker_init
+from gandist.data.stream import loader_generator, loader_worker_init
+from gandist.seeds import derive_seed
 
 # ---------------------------------------------------------------- locating shards
 
@@ -124,7 +125,7 @@ def check_shard_files(urls: list[str], manifest: Manifest, sha256: bool = False)
 
 
 def epoch_shard_order(n: int, seed: int, epoch: int) -> list[int]:
-    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63) + 17)
+    g = torch.Generator().manual_seed(derive_seed(seed, "shard-order", epoch))
     return torch.randperm(n, generator=g).tolist()
 
 
@@ -181,7 +182,7 @@ def plan_epoch(
 
 
 def _worker_rng(seed: int, epoch: int, rank: int, worker: int, what: str) -> random.Random:
-    return random.Random(f"{what}-{seed}-{epoch}-{rank}-{worker}")  # str seeds are stable
+    return random.Random(derive_seed(seed, what, epoch, rank, worker))
 
 
 class _RankShards(IterableDataset):
@@ -399,12 +400,14 @@ class ShardStream:
             pin_memory=torch.cuda.is_available(),
             persistent_workers=False,
             worker_init_fn=loader_worker_init() if procs else None,
+            generator=loader_generator(self.seed, self.epoch, self.rank),
         )
         self._iter = iter(loader)
         self._queues = [deque() for _ in range(self.workers)]
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._plan is not None and self.position >= self._plan.n_batches:
+        # Also true right after load_state_dict of a checkpoint taken at the end of an epoch.
+        if self.position >= self.batches_per_epoch:
             self.epoch, self.position, self._plan, self._iter = self.epoch + 1, 0, None, None
         if self._iter is None:
             self._start_epoch()

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from gandist.data.base import DatasetInfo, SourceData
+from gandist.seeds import derive_seed
 
 
 class BatchStream(Protocol):
@@ -69,8 +70,15 @@ def loader_worker_init() -> Callable[[int], None]:
 _REAPER_INSTALLED = False
 
 
+def loader_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
+    """The generator a DataLoader draws its workers' base seed from. Without one it draws from
+    torch's global RNG, which dropout also uses: a resumed run builds its loader at another
+    moment than the uninterrupted one did, and every later dropout mask would shift."""
+    return torch.Generator().manual_seed(derive_seed(seed, "loader", epoch, rank))
+
+
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63))
+    g = torch.Generator().manual_seed(derive_seed(seed, "epoch-order", epoch))
     return torch.randperm(n, generator=g)
 
 
@@ -160,6 +168,7 @@ class RankBatchStream:
                     persistent_workers=False,
                     pin_memory=torch.cuda.is_available(),
                     worker_init_fn=loader_worker_init() if self.workers else None,
+                    generator=loader_generator(self.seed, self.epoch, self.part.start),
                 )
             )
 

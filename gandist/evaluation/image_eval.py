@@ -21,6 +21,7 @@ from gandist.evaluation.classifier import WEIGHTS, default_evaluator_dir
 from gandist.evaluation.features import build_extractor, spec_matches
 from gandist.evaluation.image_metrics import fid_kid, label_agreement, prdc
 from gandist.evaluation.reference import load_or_build_reference
+from gandist.training.noise import sample_noise
 
 
 @dataclass
@@ -133,7 +134,7 @@ class ImageEvaluator:
         """Metrics of n samples from G on the main rank; None elsewhere. Every rank calls it."""
         acc, e = self.acc, self.cfg.eval
         n = e.n_samples
-        z_all = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed + 999))
+        z_all = sample_noise(seed, "eval", 0, n, G.z_dim)
         y_all = self.conditions(n)
         lo, hi = _chunk(n, acc.process_index, acc.num_processes)
         dtype = next(G.parameters()).dtype

@@ -13,6 +13,8 @@ import math
 
 import torch
 
+from gandist.training.noise import sample_noise
+
 
 def mode_metrics(
     points: torch.Tensor,
@@ -51,7 +53,7 @@ def evaluate_modes(
     """Mode metrics of n samples from G when the data is a known mixture, else None."""
     if "modes" not in extras:
         return None
-    z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed + 777))
+    z = sample_noise(seed, "eval", 0, n, G.z_dim)
     dtype = next(G.parameters()).dtype
     was_training = G.training
     G.eval()

@@ -35,6 +35,12 @@ def _fsync_tree(path: Path) -> None:
         if p.is_file():
             with open(p, "rb") as fh:
                 os.fsync(fh.fileno())
+    _fsync_dir(path)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make renames inside `path` durable: a rename is an update of the directory, which a
+    power loss can undo unless the directory itself is flushed."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -92,7 +98,9 @@ def save_checkpoint(
         if final.exists():  # same step saved twice (e.g. signal right after a periodic save)
             shutil.rmtree(final)
         os.replace(tmp, final)
+        _fsync_dir(root)  # the step_N directory exists before `latest` names it
         _write_atomic(root / LATEST, final.name + "\n")
+        _fsync_dir(root)
         prune_checkpoints(root, keep)
     accelerator.wait_for_everyone()
     return final

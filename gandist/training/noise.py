@@ -1,18 +1,56 @@
-"""Random inputs of a step drawn for the global batch, sliced per rank.
+"""Random inputs of a step, defined per sample of the global batch and drawn per rank.
 
-Noise z, interpolation epsilon and the like come from a generator seeded by (seed, step, purpose),
-and every rank draws the full global batch and keeps its own slice. So the random numbers a step
-uses depend on neither the world size nor the RNG history, which is what makes 1-process and
-N-process runs agree and makes resume exact without saving RNG state for them.
+Noise z, interpolation epsilon and the like are rows of a virtual (global_batch, ...) tensor
+keyed by (seed, step, purpose): row i depends on nothing else, so 1-process and N-process runs
+draw the same numbers and a resumed run needs no saved RNG state for them.
+
+The rows come from numpy's Philox, a counter-based generator: row i starts at a counter offset
+computed from i, so a rank jumps straight to its own rows (`advance`) and draws only those. Its
+cost per rank is that of its local batch, whatever the world size (drawing the global batch on
+every rank would cost 64 x more at 64 ranks). Normals use the Box-Muller transform, which takes a
+fixed number of uniforms per value (numpy's ziggurat takes a variable number, so offsets could
+not be computed).
 """
 
 from __future__ import annotations
 
-import zlib
+import math
 
+import numpy as np
 import torch
 
 from gandist.data.stream import rank_slice
+from gandist.seeds import derive_seed
+
+_PER_BLOCK = 4  # Philox yields four 64-bit words per counter increment
+
+
+def _raw_rows(key: int, lo: int, hi: int, words: int) -> np.ndarray:
+    """Rows lo..hi-1 (each `words` uint64, a multiple of 4) of the stream keyed by `key`."""
+    bits = np.random.Philox(key=key)
+    bits.advance(lo * (words // _PER_BLOCK))
+    return bits.random_raw((hi - lo) * words).reshape(hi - lo, words)
+
+
+def _unit(raw: np.ndarray, open_left: bool) -> np.ndarray:
+    """uint64 -> float64 in [0, 1) (or (0, 1) for logarithms) from the top 53 bits."""
+    u = (raw >> np.uint64(11)).astype(np.float64)
+    return (u + 0.5 if open_left else u) * 2.0**-53
+
+
+def normal_rows(key: int, lo: int, hi: int, dim: int) -> torch.Tensor:
+    """float64 (hi - lo, dim) standard normals: rows lo..hi-1 of the stream keyed by `key`."""
+    words = _PER_BLOCK * math.ceil(dim / _PER_BLOCK)
+    u = _unit(_raw_rows(key, lo, hi, words), open_left=True)
+    radius = np.sqrt(-2.0 * np.log(u[:, 0::2]))
+    angle = 2.0 * np.pi * u[:, 1::2]
+    pairs = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=2)
+    return torch.from_numpy(pairs.reshape(hi - lo, words)[:, :dim].copy())
+
+
+def uniform_rows(key: int, lo: int, hi: int) -> torch.Tensor:
+    """float64 (hi - lo,) U[0, 1): entries lo..hi-1 of the stream keyed by `key`."""
+    return torch.from_numpy(_unit(_raw_rows(key, lo, hi, _PER_BLOCK)[:, 0], open_left=False))
 
 
 class GlobalNoise:
@@ -21,21 +59,26 @@ class GlobalNoise:
         self.global_batch = global_batch
         self.part = rank_slice(global_batch, rank, world_size)
 
-    def _generator(self, step: int, purpose: str) -> torch.Generator:
-        tag = zlib.crc32(purpose.encode())
-        return torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 4_294_967_291 + tag)
+    def key(self, step: int, purpose: str) -> int:
+        return derive_seed(self.seed, "step-noise", step, purpose)
 
     def normal(self, step: int, purpose: str, *shape: int) -> torch.Tensor:
-        """This rank's rows of a (global_batch, *shape) standard normal tensor."""
-        g = self._generator(step, purpose)
-        return torch.randn(self.global_batch, *shape, generator=g)[self.part]
+        """This rank's rows of a (global_batch, *shape) standard normal tensor (float32)."""
+        dim = math.prod(shape)
+        rows = normal_rows(self.key(step, purpose), self.part.start, self.part.stop, dim)
+        return rows.float().reshape(-1, *shape)
 
     def uniform(self, step: int, purpose: str) -> torch.Tensor:
-        """This rank's entries of a (global_batch,) U[0, 1) vector."""
-        g = self._generator(step, purpose)
-        return torch.rand(self.global_batch, generator=g)[self.part]
+        """This rank's entries of a (global_batch,) U[0, 1) vector (float32)."""
+        return uniform_rows(self.key(step, purpose), self.part.start, self.part.stop).float()
+
+
+def sample_noise(seed: int, purpose: str, lo: int, hi: int, z_dim: int) -> torch.Tensor:
+    """z of samples lo..hi-1 of a fixed set (sample grids, evaluation): sample i's z depends on
+    (seed, purpose, i) only, so any split of the set over ranks or batches draws the same z."""
+    return normal_rows(derive_seed(seed, "samples", purpose), lo, hi, z_dim).float()
 
 
 def fixed_noise(seed: int, n: int, z_dim: int) -> torch.Tensor:
     """The z used for every sample grid of a run, so grids over time are comparable."""
-    return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed + 12345))
+    return sample_noise(seed, "grid", 0, n, z_dim)

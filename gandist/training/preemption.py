@@ -3,8 +3,10 @@
 Contract with the launch scripts (slurm/, k8s/):
 - SIGTERM (preemption, `kubectl delete`, torchrun forwarding its own SIGTERM) and SIGUSR1
   (`#SBATCH --signal=B:USR1@<s>` relayed by the batch script) ask the run to stop. Every rank
-  checks the request at each step boundary with one allreduce(MAX), so all ranks stop after the
-  same step even when only some of them were signalled.
+  reports its request at each check (every `dist.stop_check_every` steps) in one allreduce(MAX),
+  so all ranks stop after the same step even when only some of them were signalled. The
+  allreduce is asynchronous and read at the next check, so a training step never waits for it:
+  a stop takes effect one check later than the signal (see `StopRequest.poll`).
 - The run then saves a checkpoint at that step and writes `<run>/status.json`:
   {"state": "preempted", "step": N, "checkpoint": ..., "signal": "SIGUSR1"}, and every process
   exits with EXIT_PREEMPTED (75, EX_TEMPFAIL: "try again"). A finished run writes
@@ -33,11 +35,17 @@ STATUS_FILE = "status.json"
 
 
 class StopRequest:
-    """Records a stop signal; `agreed()` turns per-rank requests into one decision."""
+    """Records a stop signal; `poll()` (or the blocking `agreed()`) turns per-rank requests into
+    one decision."""
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
         self._previous: dict[int, Any] = {}
+        # The reduction in flight: its work handle; the flag it reduces and a numpy view of it.
+        self._work: Any = None
+        self._flag: torch.Tensor | None = None
+        self._flag_np: Any = None
+        self._group: Any = None
 
     def install(self) -> StopRequest:
         for sig in STOP_SIGNALS:
@@ -53,16 +61,61 @@ class StopRequest:
         # Only set a flag: the step finishes, then all ranks stop together.
         self.signal_name = signal.Signals(signum).name
 
-    def agreed(self, device: torch.device) -> bool:
-        """True on every rank if any rank was signalled (a collective: call on all ranks)."""
+    def poll(self) -> bool:
+        """The stop decision, one check late and without blocking (a collective: every rank
+        calls it at the same steps).
+
+        Each call first reads the allreduce(MAX) of the flags that the previous call launched,
+        then launches the next one with this rank's flag. Every rank decides from the same
+        completed reduction, so all stop at the same step; a signal is acted on at the second
+        check after it arrives (the first check launches it), not at the first. The reduction
+        runs over a gloo group of host tensors, so reading it never waits for a GPU, and it has
+        had a whole check interval to complete: `wait()` returns at once unless a rank lags a
+        full interval behind. One process: no reduction, the local flag at once.
+        """
         local = self.signal_name is not None
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        if not _distributed():
+            return local
+        if self._work is not None:
+            self._work.wait()
+            self._work = None
+            if self._flag_np[0]:
+                if self.signal_name is None:
+                    self.signal_name = "peer"  # another rank was signalled
+                return True
+        if self._flag is None:
+            # Host memory and gloo whatever the training backend (NCCL included): the flag never
+            # touches a device. new_group is a collective; every rank reaches it at this call.
+            self._group = dist.new_group(backend="gloo")
+            self._flag = torch.zeros(1, dtype=torch.int32)
+            self._flag_np = self._flag.numpy()  # reads and writes without tensor ops
+        self._flag_np[0] = 1 if local else 0
+        self._work = dist.all_reduce(
+            self._flag, op=dist.ReduceOp.MAX, group=self._group, async_op=True
+        )
+        return False
+
+    def drain(self) -> None:
+        """Finish a reduction still in flight (every rank launched it; no new collective)."""
+        if self._work is not None:
+            self._work.wait()
+            self._work = None
+
+    def agreed(self, device: torch.device) -> bool:
+        """True on every rank if any rank was signalled, decided now (a blocking collective:
+        call on all ranks). The training loop uses `poll()` instead."""
+        local = self.signal_name is not None
+        if not _distributed():
             return local
         flag = torch.tensor([1 if local else 0], device=device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         if flag.item() and self.signal_name is None:
             self.signal_name = "peer"  # another rank was signalled
         return bool(flag.item())
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def write_status(run_dir: Path, state: str, **fields: Any) -> Path:

@@ -9,6 +9,7 @@ neither change D nor leave stale gradients on it.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,11 +38,16 @@ class GANParts:
     label_type: str
     # Set by the trainer on steps it will log: the parameter-gradient norms cost a reduction.
     track_grad_norm: bool = False
+    # Score means and the Wasserstein estimate are logged only; the trainer turns them off on
+    # the steps it does not log (d/loss and g/loss are always returned).
+    full_metrics: bool = True
     # Derived once here, not per step (see __post_init__).
     G_plain: nn.Module = field(init=False, repr=False)
     D_plain: nn.Module = field(init=False, repr=False)
     opt_g_direct: Any = field(init=False, repr=False)
     opt_d_direct: Any = field(init=False, repr=False)
+    plain_backward: bool = field(init=False, repr=False)
+    ddp: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # accelerate's unwrap_model probes for optional packages on every call (importlib
@@ -51,6 +57,26 @@ class GANParts:
         self.D_plain = self.accelerator.unwrap_model(self.D)
         self.opt_g_direct = _direct(self.opt_g)
         self.opt_d_direct = _direct(self.opt_d)
+        acc = self.accelerator
+        # accelerator.backward divides the loss by gradient_accumulation_steps (an extra op and
+        # autograd node per backward) before loss.backward(); with no scaler, no accumulation
+        # and a plain distributed type that is exactly loss.backward().
+        self.plain_backward = (
+            acc.scaler is None
+            and acc.gradient_accumulation_steps == 1
+            and acc.distributed_type in _PLAIN
+        )
+        self.ddp = acc.use_distributed  # else accelerator.no_sync is a null context
+
+
+def backward(parts: GANParts, loss: torch.Tensor) -> None:
+    if parts.plain_backward:
+        loss.backward()
+    else:
+        parts.accelerator.backward(loss)
+
+
+_PLAIN = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
 
 
 def _direct(opt: Any) -> Any:
@@ -65,11 +91,10 @@ def _direct(opt: Any) -> Any:
     are exactly the wrapped optimizer's. fp16 keeps the wrapper: it runs scaler.step/update and
     records skipped steps.
     """
-    plain = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
     if (
         isinstance(opt, AcceleratedOptimizer)
         and opt.scaler is None
-        and opt.accelerator_state.distributed_type in plain  # XLA/DeepSpeed steps differ
+        and opt.accelerator_state.distributed_type in _PLAIN  # XLA/DeepSpeed steps differ
     ):
         return opt.optimizer
     return opt
@@ -96,9 +121,14 @@ def _cond(parts: GANParts, y: torch.Tensor) -> torch.Tensor | None:
 
 
 def discriminator_step(
-    parts: GANParts, real: torch.Tensor, y: torch.Tensor, z: torch.Tensor, eps: torch.Tensor
+    parts: GANParts,
+    real: torch.Tensor,
+    y: torch.Tensor,
+    z: torch.Tensor,
+    eps: torch.Tensor | None,
 ) -> dict[str, torch.Tensor]:
-    """One critic update on this rank's slice; returns detached metrics (no host sync)."""
+    """One critic update on this rank's slice; returns detached metrics (no host sync).
+    `eps` (the interpolation weights) is only used, and only needed, by loss.penalty=gp."""
     acc, D, lc = parts.accelerator, parts.D, parts.loss_cfg
     cond = _cond(parts, y)
     with torch.no_grad():
@@ -107,12 +137,12 @@ def discriminator_step(
     fake_out, fake_aux = D(fake, cond)
     real_out, fake_out = _at_least_fp32(real_out), _at_least_fp32(fake_out)
     loss = parts.loss.d(real_out, fake_out)
-    metrics: dict[str, torch.Tensor] = {
-        "d/loss_adv": loss.detach(),
-        "d/real_score": real_out.detach().mean(),
-        "d/fake_score": fake_out.detach().mean(),
-        "d/wasserstein": wasserstein_estimate(real_out.detach(), fake_out.detach()),
-    }
+    metrics: dict[str, torch.Tensor] = {}
+    if parts.full_metrics:
+        metrics["d/loss_adv"] = loss.detach()
+        metrics["d/real_score"] = real_out.detach().mean()
+        metrics["d/fake_score"] = fake_out.detach().mean()
+        metrics["d/wasserstein"] = wasserstein_estimate(real_out.detach(), fake_out.detach())
     if real_aux is not None and fake_aux is not None:
         aux = aux_loss(_at_least_fp32(real_aux), y, parts.label_type) + aux_loss(
             _at_least_fp32(fake_aux), y, parts.label_type
@@ -120,6 +150,8 @@ def discriminator_step(
         loss = loss + lc.aux_weight * aux
         metrics["d/loss_aux"] = aux.detach()
     if lc.penalty == "gp":
+        if eps is None:
+            raise ValueError("loss.penalty=gp needs eps, the interpolation weights")
         x_hat = interpolate(real, fake, eps)
         gp, gnorm = gradient_penalty(D, x_hat, cond, one_sided=lc.gp_one_sided, scaler=acc.scaler)
         loss = loss + lc.gp_weight * gp
@@ -129,7 +161,7 @@ def discriminator_step(
         loss = loss + 0.5 * lc.r1_gamma * r1
         metrics["d/r1"], metrics["d/r1_grad_norm"] = r1.detach(), gnorm
     parts.opt_d_direct.zero_grad(set_to_none=True)
-    acc.backward(loss)
+    backward(parts, loss)
     if parts.track_grad_norm:
         metrics["d/grad_norm"] = grad_norm(parts.D_plain, acc.scaler)
     parts.opt_d_direct.step()
@@ -146,17 +178,17 @@ def generator_step(parts: GANParts, y: torch.Tensor, z: torch.Tensor) -> dict[st
     d_plain = parts.D_plain
     d_plain.requires_grad_(False)
     try:
-        with acc.no_sync(D):
+        with acc.no_sync(D) if parts.ddp else contextlib.nullcontext():
             fake = parts.G(z, cond)
             fake_out, fake_aux = D(fake, cond)
             loss = parts.loss.g(_at_least_fp32(fake_out))
-            metrics = {"g/loss_adv": loss.detach()}
+            metrics = {"g/loss_adv": loss.detach()} if parts.full_metrics else {}
             if fake_aux is not None:
                 aux = aux_loss(_at_least_fp32(fake_aux), y, parts.label_type)
                 loss = loss + parts.loss_cfg.aux_weight * aux
                 metrics["g/loss_aux"] = aux.detach()
             parts.opt_g_direct.zero_grad(set_to_none=True)
-            acc.backward(loss)
+            backward(parts, loss)
             if parts.track_grad_norm:
                 metrics["g/grad_norm"] = grad_norm(parts.G_plain, acc.scaler)
             parts.opt_g_direct.step()

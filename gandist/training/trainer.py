@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 import time
 import warnings
@@ -30,6 +29,7 @@ from gandist.evaluation.image_eval import ImageEvaluator, Unavailable, open_extr
 from gandist.evaluation.toy_metrics import evaluate_modes
 from gandist.models import build_discriminator, build_generator
 from gandist.objectives.losses import LOSSES
+from gandist.seeds import derive_seed
 from gandist.tracking.artifacts import define_eval_summaries, log_final_model
 from gandist.tracking.images import save_grid, save_scatter
 from gandist.tracking.plots import make_gif, plot_losses
@@ -42,6 +42,7 @@ from gandist.training.distributed import (
     check_consistency,
     sync_buffers,
 )
+from gandist.training.guard import NonFiniteWatch, nonfinite_parameters
 from gandist.training.init_from import init_networks
 from gandist.training.noise import GlobalNoise, fixed_noise
 from gandist.training.optimizers import build_optimizer
@@ -107,7 +108,8 @@ class Trainer:
             barrier=acc.wait_for_everyone,
         )
         self.info: DatasetInfo = self.stream.info
-        torch.manual_seed(cfg.train.seed)  # identical init on every rank and for every world size
+        # Identical initial weights on every rank and for every world size.
+        torch.manual_seed(derive_seed(cfg.train.seed, "init"))
         G = build_generator(cfg.model, self.info)
         D = build_discriminator(cfg.model, self.info)
         # train.init_from: another run's weights, before DDP wraps G and D (resume wins).
@@ -126,6 +128,9 @@ class Trainer:
         if self.channels_last:  # in place, before the optimizers take the parameters
             G.to(memory_format=torch.channels_last)
             D.to(memory_format=torch.channels_last)
+        # From here the global RNG serves dropout only: each rank draws its own masks, as
+        # independent samples of a large batch do (accelerate saves and restores it per rank).
+        torch.manual_seed(derive_seed(cfg.train.seed, "rank-rng", acc.process_index))
         opt_g = build_optimizer(G.parameters(), cfg.optim.g)
         opt_d = build_optimizer(D.parameters(), cfg.optim.d)
         with warnings.catch_warnings():
@@ -162,6 +167,7 @@ class Trainer:
         self.run_id = ""
         self.images_seen = 0
         self.skipped = {"d": 0, "g": 0}  # fp16 optimizer steps skipped by the GradScaler
+        self.nonfinite = NonFiniteWatch(acc.device)
         self._scorer: ImageEvaluator | None = None  # image metrics, set up on first use
         self._scorer_checked = False
         self._resume()
@@ -254,7 +260,8 @@ class Trainer:
 
     def _noise(self, purpose: str) -> torch.Tensor:
         z = self.noise.normal(self.step, purpose, self.z_dim)
-        return z.to(self.acc.device, dtype=self.dtype)
+        # non_blocking: a blocking host-to-GPU copy waits for the stream (a sync every draw)
+        return z.to(self.acc.device, dtype=self.dtype, non_blocking=True)
 
     def train_step(self) -> dict[str, torch.Tensor]:
         """One outer iteration: n_critic D updates, then one G update."""
@@ -262,17 +269,28 @@ class Trainer:
         y = None
         t = self.cfg.train
         upcoming = self.step + 1
-        self.parts.track_grad_norm = bool(t.log_every) and (
-            upcoming % t.log_every == 0 or upcoming == t.steps
-        )
+        logged = bool(t.log_every) and (upcoming % t.log_every == 0 or upcoming == t.steps)
+        gp = self.parts.loss_cfg.penalty == "gp"
         for k in range(self.cfg.train.n_critic):
+            # Only the last critic update's metrics are kept, and only logged steps read them.
+            self.parts.track_grad_norm = self.parts.full_metrics = (
+                logged and k == t.n_critic - 1
+            )
             x, y = self._batch()
             z = self._noise(f"d{k}/z")
-            eps = self.noise.uniform(self.step, f"d{k}/eps").to(self.acc.device, self.dtype)
+            eps = (
+                self.noise.uniform(self.step, f"d{k}/eps").to(
+                    self.acc.device, self.dtype, non_blocking=True
+                )
+                if gp
+                else None
+            )
             metrics.update(discriminator_step(self.parts, x, y, z, eps))
             self.skipped["d"] += bool(getattr(self.parts.opt_d, "step_was_skipped", False))
         assert y is not None
+        self.parts.track_grad_norm = self.parts.full_metrics = logged
         metrics.update(generator_step(self.parts, y, self._noise("g/z")))
+        self.nonfinite.update(metrics["d/loss"], metrics["g/loss"])
         self.skipped["g"] += bool(getattr(self.parts.opt_g, "step_was_skipped", False))
         if self.ema is not None:
             self.ema.update_parameters(self.parts.G_plain)
@@ -298,7 +316,7 @@ class Trainer:
         every = self.cfg.dist.stop_check_every
         if self.acc.num_processes > 1 and self.step % every:
             return False  # ranks only compare notes every `every` steps (one allreduce)
-        return stop.agreed(self.acc.device)
+        return stop.poll()  # non-blocking: decides on the previous check's allreduce
 
     def _loop(self, stop: StopRequest) -> TrainResult:
         cfg, acc, t = self.cfg, self.acc, self.cfg.train
@@ -319,14 +337,14 @@ class Trainer:
             log.advance()
             s = self.step
             if cfg.dist.check_consistency_every and s % cfg.dist.check_consistency_every == 0:
-                sync_buffers(acc, self.parts.G_plain, self.parts.D_plain)
-                check_consistency(acc, {"G": self.parts.G_plain, "D": self.parts.D_plain})
+                self._sync_buffers()
+                check_consistency(acc, self._networks())
             values: dict[str, float] = {}
             if t.log_every and (s % t.log_every == 0 or s == t.steps):
                 elapsed = time.perf_counter() - window_t
                 values = self._reduce(metrics)
                 values.update(self._perf(window_img / max(elapsed, 1e-9)))
-                self._guard(values)
+                self._guard()
                 window_t, window_img = time.perf_counter(), 0
             if (cfg.eval.every and s % cfg.eval.every == 0) or s == t.steps:
                 scores = self.evaluate(log)
@@ -347,6 +365,7 @@ class Trainer:
                     "continue with train.resume=auto"
                 )
                 break
+        stop.drain()  # a stop-flag allreduce still in flight (all ranks launched it)
         if last_ckpt is None or _ckpt_step(last_ckpt) != self.step:
             last_ckpt = self.save()
         if acc.is_main_process:
@@ -370,7 +389,10 @@ class Trainer:
             log_final_model(run, last_ckpt, self.run_dir, self.stream, ema=self.ema is not None)
         log.close()
         wandb_dir = self._wandb_dir()
-        acc.end_training()
+        # Trackers end with the run; the process group stays for the caller (the CLI ends it),
+        # so one process can train several runs (the Python API, the recipe test suites).
+        for tracker in acc.trackers:
+            tracker.finish()
         result = TrainResult(
             self.run_dir, self.step, last_ckpt, self.run_dir / "samples", wandb_dir, preempted
         )
@@ -405,15 +427,39 @@ class Trainer:
             out["perf/gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
         return out
 
-    def _guard(self, values: dict[str, float]) -> None:
-        bad = [k for k in ("d/loss", "g/loss") if not math.isfinite(values.get(k, 0.0))]
-        if bad:
-            latest = ckpt.latest_checkpoint(self.run_dir)
-            raise FloatingPointError(
-                f"step {self.step}: non-finite {', '.join(bad)}; training stopped. The last good "
-                f"checkpoint is {latest or 'none (no checkpoint yet)'}. Lower the learning rates, "
-                "use train.precision=no, or check the penalty settings."
-            )
+    def _guard(self) -> None:
+        """Stop on a streak of non-finite losses or on non-finite parameters (see guard.py); a
+        lone non-finite loss, such as an fp16 step the GradScaler skipped, carries on."""
+        limit = self.cfg.train.max_nonfinite_steps
+        worst = self.nonfinite.take_worst()
+        broken = nonfinite_parameters(
+            {"generator": self.parts.G_plain, "discriminator": self.parts.D_plain}
+        )
+        if worst < limit and not broken:
+            return
+        latest = ckpt.latest_checkpoint(self.run_dir)
+        what = (
+            f"non-finite parameters in the {' and '.join(broken)}"
+            if broken
+            else f"{worst} steps in a row with a non-finite loss "
+            f"(train.max_nonfinite_steps={limit})"
+        )
+        raise FloatingPointError(
+            f"step {self.step}: {what}; training stopped. The last good checkpoint is "
+            f"{latest or 'none (no checkpoint yet)'}. Lower the learning rates, use "
+            "train.precision=no, or check the penalty settings."
+        )
+
+    def _networks(self) -> dict[str, torch.nn.Module]:
+        nets = {"G": self.parts.G_plain, "D": self.parts.D_plain}
+        if self.ema is not None:
+            nets["G_ema"] = self.ema.module
+        return nets
+
+    def _sync_buffers(self) -> None:
+        """Average BatchNorm statistics over ranks, the EMA generator's included: it averages
+        each rank's local statistics, so without this its copies differ per rank."""
+        sync_buffers(self.acc, *self._networks().values())
 
     def generator_for_samples(self) -> torch.nn.Module:
         return self.ema.module if self.ema is not None else self.parts.G_plain
@@ -421,7 +467,7 @@ class Trainer:
     @torch.no_grad()
     def write_samples(self, log: RunLog | None = None) -> Path | None:
         """Fixed-noise grid (or scatter) from the unwrapped G; every rank syncs buffers first."""
-        sync_buffers(self.acc, self.parts.G_plain, self.parts.D_plain)
+        self._sync_buffers()
         if not self.acc.is_main_process:
             return None
         G = self.generator_for_samples()
@@ -450,7 +496,7 @@ class Trainer:
     def evaluate(self, log: RunLog | None = None) -> dict[str, float] | None:
         """Metrics that fit the data kind (2-D mixtures: mode coverage; images: FID and friends
         when an extractor is available); None off the main rank. Every rank calls it."""
-        sync_buffers(self.acc, self.parts.G_plain, self.parts.D_plain)
+        self._sync_buffers()
         if self.info.kind == "image":
             scorer = self._image_evaluator(log)
             return (
@@ -512,19 +558,17 @@ class Trainer:
 
     def _assert_finite_parameters(self) -> None:
         nets = {"generator": self.parts.G_plain, "discriminator": self.parts.D_plain}
-        for name, net in nets.items():
-            finite = torch.stack([p.detach().isfinite().all() for p in net.parameters()])
-            if not bool(finite.all()):
-                latest = ckpt.latest_checkpoint(self.run_dir)
-                raise FloatingPointError(
-                    f"step {self.step}: the {name} has non-finite parameters; not saving them. "
-                    f"The last good checkpoint is {latest or 'none'}. Lower the learning rates "
-                    "or use train.precision=no."
-                )
+        for name in nonfinite_parameters(nets):
+            latest = ckpt.latest_checkpoint(self.run_dir)
+            raise FloatingPointError(
+                f"step {self.step}: the {name} has non-finite parameters; not saving them. "
+                f"The last good checkpoint is {latest or 'none'}. Lower the learning rates "
+                "or use train.precision=no."
+            )
 
     def save(self) -> Path:
         self._assert_finite_parameters()
-        sync_buffers(self.acc, self.parts.G_plain, self.parts.D_plain)
+        self._sync_buffers()
         exports = {"generator": self.parts.G_plain, "discriminator": self.parts.D_plain}
         if self.ema is not None:
             exports["ema_generator"] = self.ema.module

@@ -77,3 +77,32 @@ def test_missing_checkpoint_errors_are_clear(tmp_path: Path) -> None:
         ckpt.resolve_checkpoint(tmp_path)
     with pytest.raises(FileNotFoundError, match="not a gandist checkpoint"):
         ckpt.read_trainer_state(tmp_path)
+
+
+def test_checkpoints_directory_is_fsynced_after_the_renames(
+    acc: Accelerator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rename lives in the directory: without flushing `checkpoints/` a power cut can undo it
+    (and leave `latest` naming a directory that is not there)."""
+    import os
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "fsync", fsync)
+    monkeypatch.setattr(ckpt.os, "replace", replace)
+    save(acc, tmp_path, 3)
+    root = str((tmp_path / "checkpoints").resolve())
+    renames = [i for i, e in enumerate(events) if e[0] == "replace"]
+    assert [events[i][1] for i in renames] == [f"{root}/step_3", f"{root}/latest"]
+    for i in renames:  # each rename is followed by an fsync of the checkpoints directory
+        assert ("fsync", root) in events[i + 1 :], events[i:]
+    assert events[-1] == ("fsync", root)
