@@ -32,8 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _make_folder(root: Path, n: int, size: int) -> Path:
     from gandist.config import DataConfig
-    from gandist.data.shard_format import tensor_to_uint8
-    from gandist.data.sources import load_source
+    from gandist.data.shards.format import tensor_to_uint8
+    from gandist.data.sources.registry import load_source
 
     folder = root / "images" / "all"
     if folder.is_dir() and len(list(folder.glob("*.png"))) == n:
@@ -67,7 +67,7 @@ def imagefolder_rate(root: Path, args: argparse.Namespace) -> float:
 
 
 def shard_rate(shards: Path, args: argparse.Namespace) -> float:
-    from gandist.data.shard_stream import ShardStream, resolve_shards
+    from gandist.data.shards.stream import ShardStream, resolve_shards
 
     urls, m = resolve_shards(str(shards))
     s = ShardStream(urls, m, args.batch, workers=args.workers, shuffle_buffer=1000)
@@ -109,7 +109,7 @@ def trainer_rate(shards: Path, args: argparse.Namespace, workdir: Path) -> float
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from gandist.data.shards import write_shards
+    from gandist.data.shards.write import write_shards
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)

@@ -50,7 +50,7 @@ def _source_config(args: argparse.Namespace, **fields: object):
 def _cmd_shard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from gandist.data.shards import write_shards
+    from gandist.data.shards.write import write_shards
 
     report = write_shards(
         args.source,
@@ -73,7 +73,7 @@ def _cmd_shard(args: argparse.Namespace) -> int:
 
 def _byte_size(text: str) -> int:
     """argparse type for --shard-bytes; imported lazily so `gandist --help` stays light."""
-    from gandist.data.shards import parse_bytes
+    from gandist.data.shards.write import parse_bytes
 
     try:
         return parse_bytes(text)
@@ -138,7 +138,7 @@ SHARD_INDEX = "shard index"
 
 
 def _cmd_shard_index(args: argparse.Namespace) -> int:
-    from gandist.data.shard_index import run_index_command
+    from gandist.data.shards.index import run_index_command
 
     print(run_index_command(args.shards, args.out, args.workers, args.force))
     return 0

@@ -12,7 +12,7 @@
 # Why this is safe: shard i always holds source samples [i*S, (i+1)*S), so every task computes
 # the same plan and the tasks never write the same file. Each task removes the manifest before
 # touching a shard; a task that finds every shard complete writes the manifest under a lock
-# (gandist.data.shards.write_shards(part=(k, n))). The result is byte-identical to one
+# (gandist.data.shards.write.write_shards(part=(k, n))). The result is byte-identical to one
 # `gandist shard` run with the same options. Everything is resumable: a re-run (of the whole
 # array, or of a failed task) reuses complete shards. Run one array per directory at a time.
 #
@@ -113,10 +113,10 @@ import functools
 import sys
 
 from gandist import cli
-from gandist.data import shards
+from gandist.data.shards import write
 
 k, n = int(sys.argv[1]), int(sys.argv[2])
-shards.write_shards = functools.partial(shards.write_shards, part=(k, n))
+write.write_shards = functools.partial(write.write_shards, part=(k, n))
 sys.exit(cli.main(["shard", *sys.argv[3:]]))
 '
 log "job ${SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID} task ${SLURM_ARRAY_TASK_ID:-0} (restart" \

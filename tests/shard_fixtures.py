@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gandist.data.shard_format import (
+from gandist.data.shards.format import (
     SHARD_PATTERN,
     Manifest,
     ShardEntry,

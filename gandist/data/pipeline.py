@@ -4,7 +4,7 @@ Image sources (`digits`, `shapes`, `folder:`, `torchvision:`) are written to sha
 use, and streamed from then on, so a toy run and a cluster run take the same data path. Point sets
 stay in memory. `data.shards=off` reads an image source directly (map-style, exact 1-vs-N-process
 data order; see RankBatchStream). `shards:<dir | pattern | URLs>` streams existing shards; ones
-without a gandist manifest (another tool's) are indexed once (gandist.data.shard_index).
+without a gandist manifest (another tool's) are indexed once (gandist.data.shards.index).
 data.image_size / data.channels apply to shards as to any source: decoding resizes and converts.
 """
 
@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gandist.config import DataConfig
-from gandist.data.shard_format import MANIFEST, Manifest, sanitize_key
-from gandist.data.shard_index import (
+from gandist.data.keys import dataset_key, source_name
+from gandist.data.shards.format import MANIFEST, Manifest
+from gandist.data.shards.index import (
     cache_path,
     describe,
     existing_manifest,
@@ -30,34 +31,17 @@ from gandist.data.shard_index import (
     shard_name,
     write_index,
 )
-from gandist.data.shard_stream import ShardStream, check_shard_files, resolve_shards
-from gandist.data.sources import load_source
+from gandist.data.shards.stream import ShardStream, check_shard_files, resolve_shards
+from gandist.data.sources.registry import load_source
 from gandist.data.stream import BatchStream, RankBatchStream
 
 POINT_SOURCES = ("toy2d", "points")
 AUTO_SHARDS = 16  # small data sets are split into this many shards
 
 
-def source_name(spec: str) -> str:
-    return spec.split(":", 1)[0]
-
-
 def uses_shards(cfg: DataConfig) -> bool:
     name = source_name(cfg.source)
     return name == "shards" or (cfg.shards == "auto" and name not in POINT_SOURCES)
-
-
-def dataset_key(cfg: DataConfig) -> str:
-    """A file-name-safe name for the exact data a config describes (source, size, channels and,
-    for generated sources, count and seed): the key of caches derived from the data."""
-    parts = [
-        sanitize_key(cfg.source.replace("/", "_").replace(":", "-")),
-        f"{cfg.image_size or 'native'}px",
-        f"{cfg.channels or 'native'}c",
-    ]
-    if source_name(cfg.source) == "shapes":
-        parts += [f"n{cfg.n_samples or 'default'}", f"seed{cfg.seed}"]
-    return "-".join(parts)
 
 
 def auto_shard_dir(cfg: DataConfig) -> Path:
@@ -71,7 +55,7 @@ def ensure_shards(cfg: DataConfig, is_writer: bool, barrier: Callable[[], None])
     """Write the auto shards if they are missing (one writer per node), then wait for them."""
     out = auto_shard_dir(cfg)
     if is_writer and not (out / MANIFEST).is_file():
-        from gandist.data.shards import write_shards
+        from gandist.data.shards.write import write_shards
 
         # Small data sets still get AUTO_SHARDS shards (enough for 4 processes x 4 workers).
         write_shards(

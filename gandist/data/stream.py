@@ -82,6 +82,15 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+def check_global_batch(global_batch: int, world_size: int) -> None:
+    """train.batch_size is the global batch: it must split evenly over the processes."""
+    if global_batch % world_size:
+        raise ValueError(
+            f"train.batch_size={global_batch} is the global batch and must divide evenly over "
+            f"{world_size} processes; use a multiple of {world_size}"
+        )
+
+
 def rank_slice(global_batch: int, rank: int, world_size: int) -> slice:
     per_rank = global_batch // world_size
     return slice(rank * per_rank, (rank + 1) * per_rank)
@@ -120,11 +129,7 @@ class RankBatchStream:
         seed: int = 0,
         workers: int = 0,
     ) -> None:
-        if global_batch % world_size:
-            raise ValueError(
-                f"train.batch_size={global_batch} is the global batch and must divide evenly over "
-                f"{world_size} processes; use a multiple of {world_size}"
-            )
+        check_global_batch(global_batch, world_size)
         n = len(source)
         if n < global_batch:
             raise ValueError(

@@ -80,7 +80,7 @@ class EvaluatorNet(nn.Module):
 
 def default_evaluator_dir(data: DataConfig) -> Path:
     """Where `gandist train-evaluator` puts, and evaluation looks for, a data set's evaluator."""
-    from gandist.data.pipeline import dataset_key
+    from gandist.data.keys import dataset_key
 
     return Path(data.root) / "evaluators" / dataset_key(data)
 

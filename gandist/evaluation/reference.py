@@ -16,8 +16,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gandist.config import DataConfig
-from gandist.data.pipeline import dataset_key, open_stream, source_name
-from gandist.data.sources import load_source
+from gandist.data.keys import dataset_key, source_name
+from gandist.data.pipeline import open_stream
+from gandist.data.sources.registry import load_source
 
 
 def reference_path(

@@ -90,7 +90,7 @@ def evaluate_checkpoint(
 
 
 def _toy_extras(cfg) -> dict:
-    from gandist.data.sources import load_source
+    from gandist.data.sources.registry import load_source
 
     return load_source(cfg.data).info.extras
 

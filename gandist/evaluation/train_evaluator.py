@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from gandist.config import DataConfig
-from gandist.data.pipeline import dataset_key, source_name
-from gandist.data.sources import load_source
+from gandist.data.keys import dataset_key, source_name
+from gandist.data.sources.registry import load_source
 from gandist.evaluation.classifier import (
     EvaluatorNet,
     EvaluatorSpec,

@@ -25,8 +25,9 @@ import pytest
 import yaml
 
 from gandist.config import DataConfig
-from gandist.data.shard_format import MANIFEST, read_manifest, sha256_file
-from gandist.data.shards import ShardReport, write_shards
+from gandist.data.shards.format import MANIFEST, read_manifest, sha256_file
+from gandist.data.shards.report import ShardReport
+from gandist.data.shards.write import write_shards
 
 REPO = Path(__file__).resolve().parents[2]
 SLURM = REPO / "slurm"

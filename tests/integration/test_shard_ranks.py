@@ -14,7 +14,7 @@ from tests.shard_fixtures import make_shards
 SCRIPT = """
 import json, os, sys
 import torch.distributed as dist
-from gandist.data.shard_stream import ShardStream, resolve_shards
+from gandist.data.shards.stream import ShardStream, resolve_shards
 from tests.shard_fixtures import indices_of
 
 dist.init_process_group("gloo")

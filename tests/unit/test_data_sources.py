@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from gandist.config import DataConfig
-from gandist.data import shapes, toy2d
-from gandist.data.images import ImageReadError
-from gandist.data.sources import SOURCES, load_source
+from gandist.data.sources import shapes, toy2d
+from gandist.data.sources.pil import ImageReadError
+from gandist.data.sources.registry import SOURCES, load_source
 
 BG = np.array(shapes.BACKGROUND_RGB)
 

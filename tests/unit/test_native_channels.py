@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from gandist.config import DataConfig
-from gandist.data.images import mode_channels
-from gandist.data.shard_format import read_manifest
-from gandist.data.shards import write_shards
-from gandist.data.sources import load_source
+from gandist.data.shards.format import read_manifest
+from gandist.data.shards.write import write_shards
+from gandist.data.sources.pil import mode_channels
+from gandist.data.sources.registry import load_source
 from tests.wds_fixtures import digit, grey_digit_folder
 
 

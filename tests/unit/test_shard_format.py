@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from gandist.data import shard_format as sf
+from gandist.data.shards import format as sf
 
 
 def _image(channels: int, size: int = 12, seed: int = 0) -> torch.Tensor:

@@ -15,14 +15,14 @@ from gandist.cli import build_parser, main
 from gandist.config import DataConfig
 from gandist.data import pipeline
 from gandist.data.pipeline import locate_shards, open_stream
-from gandist.data.shard_format import (
+from gandist.data.shards.format import (
     MANIFEST,
     decode_image,
     read_manifest,
     sha256_file,
 )
-from gandist.data.shard_index import cache_path, expand_spec, index_shards, run_index_command
-from gandist.data.shard_stream import ShardStream, resolve_shards
+from gandist.data.shards.index import cache_path, expand_spec, index_shards, run_index_command
+from gandist.data.shards.stream import ShardStream, resolve_shards
 from tests.shard_fixtures import make_shards
 from tests.wds_fixtures import digit, write_wds
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gandist.data.shard_stream import (
+from gandist.data.shards.stream import (
     ShardStream,
     check_shard_files,
     plan_epoch,

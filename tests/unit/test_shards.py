@@ -16,15 +16,16 @@ from PIL import Image
 
 from gandist.cli import main
 from gandist.config import DataConfig
-from gandist.data.shard_format import (
+from gandist.data.shards.format import (
     MANIFEST,
     decode_image,
     decode_label,
     read_manifest,
     sha256_file,
 )
-from gandist.data.shards import ShardReport, parse_bytes, write_shards
-from gandist.data.sources import load_source
+from gandist.data.shards.report import ShardReport
+from gandist.data.shards.write import parse_bytes, write_shards
+from gandist.data.sources.registry import load_source
 
 STEP = 2 / 255 + 1e-6  # 1/255 of the [0, 1] range, in gandist's [-1, 1] units
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gandist.data.toy2d import ring8, ring8_modes
+from gandist.data.sources.toy2d import ring8, ring8_modes
 from gandist.evaluation.toy_metrics import mode_metrics
 
 MODES = torch.tensor(np.asarray(ring8_modes()), dtype=torch.float64)

@@ -31,14 +31,14 @@ from webdataset import gopen
 from webdataset.tariterators import tarfile_samples
 
 from gandist.data.base import DatasetInfo
-from gandist.data.shard_format import (
+from gandist.data.shards.format import (
     MANIFEST,
     Manifest,
     decode_sample,
     parse_manifest,
     read_manifest,
 )
-from gandist.data.stream import loader_generator, loader_worker_init
+from gandist.data.stream import check_global_batch, loader_generator, loader_worker_init
 from gandist.seeds import derive_seed
 
 # ---------------------------------------------------------------- locating shards
@@ -102,7 +102,7 @@ def _basename(url: str) -> str:
 def check_shard_files(urls: list[str], manifest: Manifest, sha256: bool = False) -> None:
     """Local shards must have the manifest's size (and sha256 when asked): a truncated copy or a
     shard from another dataset is caught before training starts, not mid-epoch."""
-    from gandist.data.shard_format import sha256_file
+    from gandist.data.shards.format import sha256_file
 
     by_name = {s.name: s for s in manifest.shards}
     for url in urls:
@@ -279,11 +279,7 @@ class ShardStream:
         epoch_batches: int = 0,
         source: str = "",
     ) -> None:
-        if global_batch % world_size:
-            raise ValueError(
-                f"train.batch_size={global_batch} is the global batch and must divide evenly over "
-                f"{world_size} processes; use a multiple of {world_size}"
-            )
+        check_global_batch(global_batch, world_size)
         self.urls, self.manifest = urls, manifest
         self.info: DatasetInfo = manifest.info(source)
         self.global_batch, self.local_batch = global_batch, global_batch // world_size

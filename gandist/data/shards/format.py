@@ -9,7 +9,7 @@ Beside the shards, `dataset.json` (the manifest) describes them; see `Manifest`.
 Keys contain no dots (webdataset splits a member name at its first dot).
 
 Shards written by other tools (`webdataset.ShardWriter`) are read too, once `gandist shard index`
-(gandist.data.shard_index) has described them: any of `READ_FORMATS` as the image, a `.json`
+(gandist.data.shards.index) has described them: any of `READ_FORMATS` as the image, a `.json`
 that is a bare list of label indices, images of mixed sizes or modes. Decoding therefore
 converts and resizes to the manifest's channels and size rather than trusting the file.
 """
@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from gandist.data.base import DatasetInfo
-from gandist.data.images import resize_center_crop, to_channels
+from gandist.data.sources.pil import resize_center_crop, to_channels
 
 MANIFEST = "dataset.json"
 FORMAT_NAME = "gandist-shards"

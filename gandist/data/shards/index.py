@@ -11,7 +11,7 @@ batch counts on every rank). One pass over the tars finds them:
 - labels: `.cls` integers -> class labels (num_labels = max + 1); `.json` holding a list of
   integers (or {"labels": [...]}) -> multi-label; anything else -> unconditional;
 - mixed sizes or modes are recorded (the most common size and the majority's channels) and
-  decoding resizes and converts the rest (gandist.data.shard_format.decode_image).
+  decoding resizes and converts the rest (gandist.data.shards.format.decode_image).
 
 `gandist shard index` writes the manifest beside the shards (or to --out); training on shards
 without one indexes them on first use (gandist.data.pipeline.locate_shards), beside them when
@@ -41,8 +41,7 @@ from webdataset import gopen
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from gandist import __version__
-from gandist.data.images import mode_channels
-from gandist.data.shard_format import (
+from gandist.data.shards.format import (
     FORMAT_NAME,
     MANIFEST,
     READ_FORMATS,
@@ -51,8 +50,9 @@ from gandist.data.shard_format import (
     find_image,
     parse_manifest,
 )
-from gandist.data.shard_stream import _basename as shard_name  # the name a manifest lists
-from gandist.data.shard_stream import _is_remote as is_remote
+from gandist.data.shards.stream import _basename as shard_name  # the name a manifest lists
+from gandist.data.shards.stream import _is_remote as is_remote
+from gandist.data.sources.pil import mode_channels
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 INDEX_CACHE = "shard-index"  # under data.root, for shards whose own directory cannot be used
