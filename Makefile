@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?= -q
 
-.PHONY: demo test test-cluster image-test lint install clean experiments constraints
+.PHONY: demo test test-cluster image-test lint install clean experiments constraints gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,11 +39,11 @@ $(SHAPES_EVALUATOR): | $(STAMP)
 
 experiments: $(STAMP) $(DEMO_EVALUATOR) $(SHAPES_EVALUATOR)
 	@for e in $(EXPERIMENTS); do \
-	  $(BIN)/python -m gandist.experiments run configs/experiments/$$e --out runs/experiments \
+	  $(BIN)/gandist experiments run configs/experiments/$$e --out runs/experiments \
 	    --threads $(THREADS) $(ARGS) || exit 1; \
 	done
 	@for e in $(EXPERIMENTS); do \
-	  echo "## $$e"; $(BIN)/python -m gandist.experiments table runs/experiments/$$e; \
+	  echo "## $$e"; $(BIN)/gandist experiments table runs/experiments/$$e; \
 	done
 
 test: $(STAMP)
@@ -58,6 +58,12 @@ test-cluster: $(STAMP)
 # Builds the image with podman from a local debootstrap base and trains inside it (slow).
 image-test:
 	bash scripts/image_test.sh
+
+# On a CUDA machine: install, pytest -m gpu, the GPU benchmark table and a 2-minute DCGAN-64 run,
+# in under 8 minutes; writes gpu_check.json/.md to $OUT or ./gpu-check (ARGS="--out DIR").
+# ARGS=--dry-run runs the same code on CPU at tiny sizes (the test suite does).
+gpu-check:
+	bash scripts/gpu_check.sh $(ARGS)
 
 # Re-pin constraints.txt to what .venv holds now (after a deliberate upgrade; then run the tests).
 constraints: $(STAMP)

@@ -3,22 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from gandist import __version__
-from gandist.config import ConfigError, dump_yaml, load_config
+from gandist.config import WANDB_MODES, ConfigError, dump_yaml, load_config
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    from gandist.training.preemption import EXIT_PREEMPTED
-    from gandist.training.trainer import train
-
     from accelerate import PartialState
+
+    from gandist.run_files import EXIT_PREEMPTED
+    from gandist.training.trainer import train
 
     preempted = train(cfg).preempted
     PartialState().destroy_process_group()
-    return EXIT_PREEMPTED if preempted else 0
+    if not preempted:
+        return 0
+    return 0 if _agent_restarts_failures() else EXIT_PREEMPTED
+
+
+def _agent_restarts_failures(env: dict[str, str] | None = None) -> bool:
+    """Whether an elastic agent restarts this worker's group when it exits non-zero: torchrun and
+    `accelerate launch` with --max-restarts N > 0 give their workers TORCHELASTIC_MAX_RESTARTS=N.
+
+    A run stopped with a checkpoint then exits 0, not 75: the agent would take 75 for a crash and
+    start the group again in the middle of its preemption. status.json says "preempted" either
+    way, and that is what the launch scripts (slurm/train.sh, k8s/) read.
+    """
+    value = (os.environ if env is None else env).get("TORCHELASTIC_MAX_RESTARTS", "0")
+    return value.strip().isdigit() and int(value) > 0
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -214,7 +229,7 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", default=None, help="JSON path (default <run>/evals/step_N-X.json)")
     e.add_argument(
         "--wandb",
-        choices=("auto", "offline", "online", "disabled"),
+        choices=WANDB_MODES,
         default="",
         help="W&B mode for the eval run (default: the run's tracking.wandb)",
     )
@@ -254,9 +269,17 @@ def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     """`gandist sweep`; the logic lives in gandist/sweep.py, imported only when called."""
 
     def run(args: argparse.Namespace) -> int:
-        from gandist.sweep import main as sweep_main
+        from gandist.sweep import run_sweep
 
-        return sweep_main(args)
+        return run_sweep(
+            args.sweep,
+            args.overrides,
+            list_points=args.list,
+            count=args.count,
+            index=args.index,
+            dry_run=args.dry_run,
+            max_parallel=args.max_parallel,
+        )
 
     w = sub.add_parser(
         "sweep",
@@ -313,6 +336,52 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     x.set_defaults(func=run)
 
 
+def _add_experiments_parsers(sub: argparse._SubParsersAction) -> None:
+    """`gandist experiments run|table`; the logic lives in gandist/experiments.py."""
+    from pathlib import Path
+
+    def run(args: argparse.Namespace) -> int:
+        from gandist.experiments import run_experiment
+
+        failed = run_experiment(args.configs, args.out, args.overrides, args.only, args.threads)
+        return 1 if failed else 0
+
+    def table(args: argparse.Namespace) -> int:
+        from gandist.experiments import render
+
+        epochs = [int(e) for e in args.epochs.split(",") if e.strip()]
+        print(render(args.runs, args.kind, args.losses, epochs, args.curve), end="")
+        return 0
+
+    r = sub.add_parser(
+        EXPERIMENTS_RUN, help="train every config of an experiment directory, one after another"
+    )
+    r.add_argument("configs", type=Path, help="e.g. configs/experiments/toy2d_optimizers")
+    r.add_argument("overrides", nargs="*", help="dotted overrides for every run")
+    r.add_argument("--out", type=Path, default=Path("runs/experiments"))
+    r.add_argument("--only", nargs="*", default=[], help="config stems to run (default all)")
+    r.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for each run")
+    r.set_defaults(func=run)
+    t = sub.add_parser(EXPERIMENTS_TABLE, help="print an experiment's results as Markdown")
+    t.add_argument("runs", type=Path, help="e.g. runs/experiments/toy2d_optimizers")
+    t.add_argument("--kind", choices=("auto", "toy", "image"), default="auto")
+    t.add_argument("--losses", action="store_true", help="per-epoch d/g loss table per run")
+    t.add_argument("--epochs", default="", help="loss-table columns, e.g. 1,5,10,30")
+    t.add_argument(
+        "--curve",
+        action="append",
+        default=[],
+        help="a logged metric to tabulate per epoch, e.g. eval/modes_captured (repeatable)",
+    )
+    t.set_defaults(func=table)
+
+
+EXPERIMENTS_RUN = "experiments run"
+EXPERIMENTS_TABLE = "experiments table"
+# Subcommands typed as two words; main() joins them before parsing.
+TWO_WORDS = (SHARD_INDEX, EXPERIMENTS_RUN, EXPERIMENTS_TABLE)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gandist", description=__doc__)
     p.add_argument("--version", action="version", version=f"gandist {__version__}")
@@ -357,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
     f.add_argument(
         "--wandb",
-        choices=("auto", "offline", "online", "disabled"),
+        choices=WANDB_MODES,
         default="disabled",
         help="also log the traversals to W&B as a `sefa` job of the run (default disabled)",
     )
@@ -376,14 +445,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_shard_parser(sub)
     _add_sweep_parser(sub)
     _add_eval_parsers(sub)
+    _add_experiments_parsers(sub)
+    p.set_defaults(commands=sub.choices)
     return p
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse a command line; options and dotted overrides mix in any order.
+
+    Each subcommand parses its own arguments with `parse_intermixed_args`, so
+    `gandist eval RUN --n 100 eval.nearest_k=3` works (plain parse_args stops collecting the
+    positional overrides at the first option).
+    """
+    argv = list(argv)
+    if " ".join(argv[:2]) in TWO_WORDS:
+        argv[:2] = [" ".join(argv[:2])]
+    parser = build_parser()
+    commands = parser.get_default("commands")
+    if argv and argv[0] in commands:
+        args = commands[argv[0]].parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+        return args
+    if argv[:1] == ["experiments"]:
+        parser.error("experiments: use `gandist experiments run` or `gandist experiments table`")
+    return parser.parse_args(argv)  # --help, --version and unknown commands
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == SHARD_INDEX.split():
-        argv[:2] = [SHARD_INDEX]
-    args = build_parser().parse_args(argv)
+    args = parse(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -6,9 +6,9 @@ load, and every error names the file and the dotted key so a typo never reaches 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,11 +24,25 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the file and key."""
 
 
-def _choice(default: str, choices: tuple[str, ...], doc: str = "") -> Any:
-    return field(default=default, metadata={"choices": choices, "doc": doc})
+def _choice(default: str, choices: tuple[str, ...]) -> Any:
+    return field(default=default, metadata={"choices": choices})
+
+
+def _registered(default: str, registry: str) -> Any:
+    """A key whose valid values are the names in a registry ("module:ATTRIBUTE"), so that
+    registering a new model, loss or penalty is all it takes to make it configurable."""
+    return field(default=default, metadata={"registry": registry})
+
+
+def _registry_names(where: str) -> tuple[str, ...]:
+    import importlib  # the registries live beside their (torch) implementations: load on use
+
+    module, attribute = where.split(":")
+    return tuple(getattr(importlib.import_module(module), attribute).names())
 
 
 NORMS = ("batch", "instance", "layer", "spectral", "none")
+WANDB_MODES = ("auto", "offline", "online", "disabled")
 
 
 def dcgan_layout(size: int) -> tuple[int, int] | None:
@@ -55,7 +69,7 @@ DCGAN_IMAGE_SIZES: tuple[int, ...] = tuple(s for s in range(16, 257) if dcgan_la
 class ModelConfig:
     """Generator/discriminator architecture. Sizes come from the data (channels, resolution)."""
 
-    arch: str = _choice("dcgan", ("dcgan", "mlp", "toy"))
+    arch: str = _registered("dcgan", "gandist.models:GENERATORS")
     z_dim: int = 100
     # MLP / toy hidden layer widths, input side first.
     g_hidden: list[int] = field(default_factory=lambda: [256, 512, 1024])
@@ -81,7 +95,7 @@ class ModelConfig:
 class LossConfig:
     """Adversarial loss plus the critic regularizer."""
 
-    adversarial: str = _choice("ns", ("ns", "minimax", "wasserstein", "hinge", "lsgan"))
+    adversarial: str = _registered("ns", "gandist.objectives.losses:LOSSES")
     penalty: str = _choice("none", ("none", "clip", "gp", "r1"))
     clip_value: float = 0.01
     gp_weight: float = 10.0
@@ -127,7 +141,9 @@ class TrainConfig:
     ema: bool = False
     ema_decay: float = 0.999
     output_dir: str = "runs"
-    run_name: str = ""  # empty: <config name>-<timestamp>
+    # The run directory is <output_dir>/<run_name or config name>; a fresh run never overwrites an
+    # earlier one there (it takes <name>-2, <name>-3, ...), resume=auto reuses it.
+    run_name: str = ""
     resume: str = "none"  # none | auto | path to a checkpoint directory
     # Fine-tuning: start this (new) run from another run's weights: a run directory (its latest
     # checkpoint), a checkpoint directory (G, D and EMA) or a .safetensors file (G only). Step,
@@ -191,7 +207,7 @@ class TrackingConfig:
 
     # auto: WANDB_MODE when set, else online when wandb has credentials (WANDB_API_KEY or a
     # `wandb login` key in netrc, no network call), else offline (nothing leaves the machine).
-    wandb: str = _choice("auto", ("auto", "offline", "online", "disabled"))
+    wandb: str = _choice("auto", WANDB_MODES)
     project: str = ""  # "": WANDB_PROJECT, else gandist
     entity: str = ""  # "": WANDB_ENTITY, else the W&B account's default entity
     dir: str = ""  # where wandb/ is written; "": WANDB_DIR, else the run directory
@@ -287,7 +303,10 @@ def _build(cls: type, raw: dict[str, Any], origin: str, prefix: str = "") -> Any
             hint = f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else ""
             valid = ", ".join(sorted(fields))
             raise _fail(origin, dotted, f"unknown key{hint} (valid keys here: {valid})")
-        choices = fields[key].metadata.get("choices")
+        meta = fields[key].metadata
+        choices = meta.get("choices") or (
+            _registry_names(meta["registry"]) if "registry" in meta else None
+        )
         if isinstance(value, bool) and choices:
             value = _bool_choice(value, choices)
         value = _check_value(value, hints[key], origin, dotted)
@@ -327,10 +346,7 @@ def parse_override(text: str) -> dict[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
-    # `1e-4` is a string for PyYAML's YAML 1.1 resolver; numbers should stay numbers.
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            value = float(value) if any(c in value for c in ".eE") else value
+    value = _fix_yaml11_floats(value)
     out: dict[str, Any] = {}
     node = out
     parts = key.split(".")
@@ -358,14 +374,13 @@ def _fix_yaml11_floats(node: Any) -> Any:
         return {k: _fix_yaml11_floats(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_fix_yaml11_floats(v) for v in node]
-    if isinstance(node, str):
-        try:
-            return (
-                float(node) if "e" in node.lower() and node.strip()[0] in "+-.0123456789" else node
-            )
-        except ValueError:
-            return node
+    if isinstance(node, str) and _YAML11_MISSED_FLOAT.fullmatch(node.strip()):
+        return float(node)
     return node
+
+
+# What YAML 1.2 reads as a float but PyYAML's 1.1 resolver leaves a string: `1e-4`, `5E3`, `2.e-3`.
+_YAML11_MISSED_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+")
 
 
 def from_dict(raw: dict[str, Any], origin: str = "<config>") -> Config:

@@ -1,4 +1,4 @@
-"""`python -m gandist.experiments`: train an experiment's configs, then tabulate their results.
+"""`gandist experiments run|table`: train an experiment's configs, then tabulate their results.
 
 An experiment is a directory of full configs (`configs/experiments/<name>/<run>.yaml`). `run`
 trains each one, one after the other, as `gandist train <config> train.output_dir=<out>/<name>
@@ -15,7 +15,6 @@ tested on synthetic files without training anything.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -28,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from gandist.tracking.plots import read_metrics
+from gandist.run_files import CONFIG, EVAL, STATUS, eval_records, read_json, read_metrics
 
 TIMINGS = "timings.json"
 # The lab reports tabulate losses at these epochs (lab 003: 1/5/10/50/100/150/200).
@@ -45,19 +44,12 @@ OPTIMIZER_ORDER = ("Adam", "SGD", "RMSprop")
 # ---------------------------------------------------------------- reading run directories
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def eval_scores(run_dir: Path) -> dict[str, Any]:
     """The run's final scores: the trainer's eval.json, overlaid by the newest `gandist eval`
     record (evals/step_N-<extractor>.json, highest step, then newest file) when there is one,
     since an explicit re-scoring is what the user asked for last."""
-    scores = dict(read_json(run_dir / "eval.json"))
-    records = sorted(
-        (run_dir / "evals").glob("*.json") if (run_dir / "evals").is_dir() else [],
-        key=lambda p: (read_json(p).get("step", -1), p.stat().st_mtime),
-    )
+    scores = dict(read_json(run_dir / EVAL))
+    records = eval_records(run_dir)
     if records:
         scores.update(read_json(records[-1]))
     return scores
@@ -65,7 +57,7 @@ def eval_scores(run_dir: Path) -> dict[str, Any]:
 
 def run_dirs(experiment_dir: Path) -> list[Path]:
     """Run directories (those with a config.yaml) of an experiment's output, by name."""
-    return sorted(p for p in experiment_dir.iterdir() if (p / "config.yaml").is_file())
+    return sorted(p for p in experiment_dir.iterdir() if (p / CONFIG).is_file())
 
 
 def describe(cfg: dict[str, Any]) -> dict[str, str]:
@@ -250,9 +242,9 @@ def collect(experiment_dir: Path) -> list[dict[str, Any]]:
     timings = read_json(experiment_dir / TIMINGS)
     runs = []
     for d in run_dirs(experiment_dir):
-        cfg = yaml.safe_load((d / "config.yaml").read_text()) or {}
+        cfg = yaml.safe_load((d / CONFIG).read_text()) or {}
         rows = read_metrics(d)
-        status = read_json(d / "status.json")
+        status = read_json(d / STATUS)
         last = rows[-1] if rows else {}
         runs.append(
             {
@@ -354,7 +346,7 @@ def run_experiment(
     for config in experiment_configs(config_dir):
         if only and config.stem not in only:
             continue
-        status = read_json(out_dir / config.stem / "status.json")
+        status = read_json(out_dir / config.stem / STATUS)
         if status.get("state") == "completed":
             print(f"[experiments] {config.stem}: completed, skipped", flush=True)
             continue
@@ -369,41 +361,3 @@ def run_experiment(
         print(f"[experiments] {config.stem}: exit {rc}, {wall:.0f} s", flush=True)
         failed += rc != 0
     return failed
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gandist.experiments", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="train every config of an experiment directory, in turn")
-    r.add_argument("configs", type=Path, help="e.g. configs/experiments/toy2d_optimizers")
-    r.add_argument("overrides", nargs="*", help="dotted overrides for every run")
-    r.add_argument("--out", type=Path, default=Path("runs/experiments"))
-    r.add_argument("--only", nargs="*", default=[], help="config stems to run (default all)")
-    r.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for each run")
-    t = sub.add_parser("table", help="print an experiment's results as Markdown")
-    t.add_argument("runs", type=Path, help="e.g. runs/experiments/toy2d_optimizers")
-    t.add_argument("--kind", choices=("auto", "toy", "image"), default="auto")
-    t.add_argument("--losses", action="store_true", help="per-epoch d/g loss table per run")
-    t.add_argument("--epochs", default="", help="loss-table columns, e.g. 1,5,10,30")
-    t.add_argument(
-        "--curve",
-        action="append",
-        default=[],
-        help="a logged metric to tabulate per epoch, e.g. eval/modes_captured (repeatable)",
-    )
-    # Overrides may come after the options too (argparse would stop at the first option).
-    args, extra = p.parse_known_args(argv)
-    bad = [e for e in extra if e.startswith("-") or "=" not in e]
-    if bad or (extra and args.command != "run"):
-        p.error(f"unrecognized arguments: {' '.join(bad or extra)}")
-    if args.command == "run":
-        overrides = [*args.overrides, *extra]
-        failed = run_experiment(args.configs, args.out, overrides, args.only, args.threads)
-        return 1 if failed else 0
-    epochs = [int(e) for e in args.epochs.split(",") if e.strip()]
-    print(render(args.runs, args.kind, args.losses, epochs, args.curve), end="")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

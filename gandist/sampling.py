@@ -15,6 +15,7 @@ import torch
 from gandist.config import load_config
 from gandist.data.base import DatasetInfo
 from gandist.models import build_generator
+from gandist.run_files import CONFIG
 from gandist.tracking.images import save_grid, save_scatter
 from gandist.training.checkpoint import load_module_weights, read_trainer_state, resolve_checkpoint
 
@@ -42,7 +43,7 @@ def load_generator(
     them, so callers condition exactly when the generator does.
     """
     ck = resolve_checkpoint(path)
-    cfg = load_config(ck / "config.yaml")
+    cfg = load_config(ck / CONFIG)
     info = info_from_state(read_trainer_state(ck))
     if cfg.model.condition == "none":
         info = dataclasses.replace(info, label_type="none")

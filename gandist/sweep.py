@@ -22,7 +22,6 @@ the grid fails in seconds, not after the first 17 runs.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import difflib
@@ -46,11 +45,11 @@ from typing import Any
 import yaml
 
 from gandist.config import ConfigError, _fix_yaml11_floats, load_config, parse_override
+from gandist.run_files import EXIT_PREEMPTED, STATUS, read_status
 
 # The sweep sets these itself: a shared run_name would put every point in one directory.
 RESERVED_KEYS = ("train.run_name", "tracking.group")
 TOP_LEVEL_KEYS = ("name", "config", "overrides", "grid")
-EXIT_PREEMPTED = 75  # gandist.training.preemption.EXIT_PREEMPTED (not imported: it pulls torch)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_]+$")
 
@@ -483,7 +482,7 @@ def _find_run_dir(output_dir: Path, name: str, since: float) -> Path | None:
     written = []
     for run in candidates:
         with contextlib.suppress(OSError):
-            mtime = (run / "status.json").stat().st_mtime
+            mtime = (run / STATUS).stat().st_mtime
             if mtime >= since - 1:
                 written.append((mtime, run))
     return max(written)[1] if written else None
@@ -492,10 +491,7 @@ def _find_run_dir(output_dir: Path, name: str, since: float) -> Path | None:
 def _status(run_dir: Path | None) -> dict[str, Any]:
     if run_dir is None:
         return {}
-    try:
-        return json.loads((run_dir / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    return read_status(run_dir)
 
 
 def _duration(seconds: float) -> str:
@@ -561,24 +557,33 @@ def run_all(
     return EXIT_PREEMPTED if unfinished else 0
 
 
-def main(args: argparse.Namespace) -> int:
-    """`gandist sweep` (parser in gandist/cli.py)."""
-    if args.index is not None and args.max_parallel is not None:
+def run_sweep(
+    path: str | Path,
+    overrides: list[str],
+    *,
+    list_points: bool = False,
+    count: bool = False,
+    index: int | None = None,
+    dry_run: bool = False,
+    max_parallel: int | None = None,
+) -> int:
+    """`gandist sweep` (parser in gandist/cli.py): list, count, print or train the points."""
+    if index is not None and max_parallel is not None:
         raise ValueError("--max-parallel applies when running every point (no --index)")
-    if args.max_parallel is not None and args.max_parallel < 1:
-        raise ValueError(f"--max-parallel must be >= 1, got {args.max_parallel}")
-    sweep, points = plan(args.sweep, args.overrides)
-    if args.count:
+    if max_parallel is not None and max_parallel < 1:
+        raise ValueError(f"--max-parallel must be >= 1, got {max_parallel}")
+    sweep, points = plan(path, overrides)
+    if count:
         print(len(points))
         return 0
-    if args.list:
+    if list_points:
         print(format_list(sweep, points))
         return 0
-    chosen = [point_at(sweep, points, args.index)] if args.index is not None else points
-    if args.dry_run:
+    chosen = [point_at(sweep, points, index)] if index is not None else points
+    if dry_run:
         for p in chosen:
             print(train_command(sweep, p))
         return 0
-    if args.index is not None:
+    if index is not None:
         return run_point(sweep, chosen[0])
-    return run_all(sweep, points, args.overrides, args.max_parallel or 1)
+    return run_all(sweep, points, overrides, max_parallel or 1)

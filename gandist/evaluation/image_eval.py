@@ -19,7 +19,7 @@ from gandist.config import Config
 from gandist.data.base import DatasetInfo
 from gandist.evaluation.classifier import WEIGHTS, default_evaluator_dir
 from gandist.evaluation.features import build_extractor, spec_matches
-from gandist.evaluation.image_metrics import fid_kid, label_agreement, prdc
+from gandist.evaluation.image_metrics import conditional_scores, fid_kid, prdc
 from gandist.evaluation.reference import load_or_build_reference
 from gandist.training.noise import sample_noise
 
@@ -172,13 +172,22 @@ class ImageEvaluator:
             **fid_kid(ref["features"], fake, e.kid_subsets),
             **prdc(ref["features"], fake, e.nearest_k),
         }
-        if fake_logits is not None and y_all is not None:
+        if y_all is not None:
+            # accuracy per label needs an evaluator of these labels; diversity within a label
+            # only features, so every extractor gets it. `fake` and `y_all` are in sample order
+            # on any number of processes (see _gather), so every label groups the same samples.
             out.update(
-                {
-                    f"cond_{k}": v
-                    for k, v in label_agreement(fake_logits, y_all, self.info.label_type).items()
-                }
+                conditional_scores(
+                    ref["features"],
+                    ref["labels"],
+                    fake,
+                    y_all,
+                    self.info.label_type,
+                    self.info.num_labels,
+                    fake_logits,
+                )
             )
+        if fake_logits is not None and y_all is not None:
             # the ceiling: the evaluator on real images it was not trained on
             heldout = self.extractor.spec.heldout
             out.update({f"cond_{k}_real": v for k, v in heldout.items() if k != "samples"})

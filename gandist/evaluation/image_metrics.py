@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import warnings
 
 import torch
@@ -99,3 +100,136 @@ def label_agreement(logits: torch.Tensor, y: torch.Tensor, label_type: str) -> d
         logits.sigmoid(), y.long(), num_labels=logits.shape[1], average="micro"
     )
     return {"accuracy": float(hits) / max(float(k.sum()), 1.0), "f1": float(f1)}
+
+
+def _label_groups(y: torch.Tensor, label_type: str, num_labels: int) -> torch.Tensor:
+    """(N, K) bool membership: sample i asks for label k (its class, or one of its labels)."""
+    if label_type == "class":
+        return torch.nn.functional.one_hot(y.long().view(-1), num_labels).bool()
+    if label_type == "multi":
+        return y.float() > 0.5
+    raise ValueError(f"unknown label type {label_type!r} (class or multi)")
+
+
+def per_label_accuracy(logits: torch.Tensor, y: torch.Tensor, label_type: str) -> torch.Tensor:
+    """(K,) share of the samples generated for label k in which the evaluator finds label k;
+    NaN for a label no sample asked for.
+
+    class: the arg-max is k. multi: k is among the evaluator's top m for a sample with m labels
+    (iCLEVR's accuracy, split by label), so the labels' hits add up to `label_agreement`'s.
+    A generator that draws a 4 when asked for a 0 scores 0 at label 0 however well the other
+    labels do, which the overall accuracy averages away.
+    """
+    num_labels = logits.shape[1]
+    groups = _label_groups(y, label_type, num_labels)
+    if label_type == "class":
+        hit = torch.nn.functional.one_hot(logits.argmax(dim=1), num_labels).bool()
+    else:
+        m = groups.sum(dim=1)
+        order = logits.argsort(dim=1, descending=True)
+        ranks = torch.empty_like(order)
+        ranks.scatter_(1, order, torch.arange(num_labels).expand_as(order))
+        hit = ranks < m[:, None]
+    asked = groups.sum(dim=0).double()
+    found = (hit & groups).sum(dim=0).double()
+    return torch.where(asked > 0, found / asked.clamp(min=1), torch.full_like(asked, math.nan))
+
+
+def predicted_for_label(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(K,) for class labels: the class the evaluator sees most often in samples generated for
+    label k (-1 when none was asked for), so "label 0 draws a 4" reads off directly."""
+    num_labels = logits.shape[1]
+    y = y.long().view(-1)
+    counts = torch.zeros(num_labels, num_labels, dtype=torch.long)
+    counts.index_put_((y, logits.argmax(dim=1)), torch.ones_like(y), accumulate=True)
+    return torch.where(counts.sum(dim=1) > 0, counts.argmax(dim=1), torch.full_like(y[:1], -1))
+
+
+def mean_pairwise_distance(features: torch.Tensor) -> float:
+    """Mean Euclidean distance over distinct pairs of rows (NaN with fewer than two rows)."""
+    n = len(features)
+    if n < 2:
+        return math.nan
+    f = features.double()
+    return float(torch.cdist(f, f).sum() / (n * (n - 1)))
+
+
+def label_diversity(
+    real: torch.Tensor,
+    real_y: torch.Tensor,
+    fake: torch.Tensor,
+    fake_y: torch.Tensor,
+    label_type: str,
+    num_labels: int,
+    max_per_label: int = 1000,
+) -> torch.Tensor:
+    """(K,) diversity within each label: the mean pairwise feature distance of the generated
+    samples of label k over that of the real samples of label k (NaN where either side has
+    fewer than two samples).
+
+    0: the generator draws one image per label whatever z is; about 1: its samples of a label
+    spread like the real ones (above 1: more spread, e.g. noise). For multi-label data the
+    group of label k is every sample whose label set contains k, on both sides. At most
+    `max_per_label` samples per group enter (the first ones, so the value is deterministic):
+    the mean over a million pairs is already precise and the cost stays quadratic in that cap.
+    """
+    real_groups = _label_groups(real_y, label_type, num_labels)
+    fake_groups = _label_groups(fake_y, label_type, num_labels)
+    out = torch.full((num_labels,), math.nan, dtype=torch.float64)
+    for k in range(num_labels):
+        r = real[real_groups[:, k]][:max_per_label]
+        f = fake[fake_groups[:, k]][:max_per_label]
+        spread = mean_pairwise_distance(r)
+        if math.isnan(spread) or len(f) < 2:
+            continue
+        out[k] = mean_pairwise_distance(f) / max(spread, 1e-12)
+    return out
+
+
+def conditional_scores(
+    real: torch.Tensor,
+    real_y: torch.Tensor,
+    fake: torch.Tensor,
+    fake_y: torch.Tensor,
+    label_type: str,
+    num_labels: int,
+    fake_logits: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """Everything about how a conditional generator follows its labels, as flat numbers.
+
+    With evaluator logits (an extractor that judges these labels): cond_accuracy (and cond_f1
+    for multi-label), cond_accuracy_min (the worst label) and cond_label_accuracy/<k>; for class
+    labels also cond_label_predicted/<k>, the class most often seen when k was asked for. With
+    any extractor: cond_diversity (mean over labels of `label_diversity`), cond_diversity_min and
+    cond_label_diversity/<k>. Labels no sample asked for are left out.
+    """
+    out: dict[str, float] = {}
+    if fake_logits is not None:
+        out.update(
+            {f"cond_{k}": v for k, v in label_agreement(fake_logits, fake_y, label_type).items()}
+        )
+        acc = per_label_accuracy(fake_logits, fake_y, label_type)
+        present = ~acc.isnan()
+        if present.any():
+            out["cond_accuracy_min"] = float(acc[present].min())
+        out.update(
+            {f"cond_label_accuracy/{k}": float(acc[k]) for k in range(num_labels) if present[k]}
+        )
+        if label_type == "class":
+            pred = predicted_for_label(fake_logits, fake_y)
+            out.update(
+                {
+                    f"cond_label_predicted/{k}": float(pred[k])
+                    for k in range(num_labels)
+                    if pred[k] >= 0
+                }
+            )
+    div = label_diversity(real, real_y, fake, fake_y, label_type, num_labels)
+    present = ~div.isnan()
+    if present.any():
+        out["cond_diversity"] = float(div[present].mean())
+        out["cond_diversity_min"] = float(div[present].min())
+    out.update(
+        {f"cond_label_diversity/{k}": float(div[k]) for k in range(num_labels) if present[k]}
+    )
+    return out

@@ -19,6 +19,7 @@ from accelerate import Accelerator
 from gandist.config import load_config
 from gandist.evaluation.image_eval import ImageEvaluator, Unavailable, open_extractor
 from gandist.evaluation.toy_metrics import evaluate_modes
+from gandist.run_files import CONFIG, EVALS_DIR
 from gandist.sampling import load_generator
 from gandist.tracking.wandb_run import log_side_run
 from gandist.training.checkpoint import read_trainer_state, run_dir_of
@@ -38,7 +39,7 @@ def evaluate_checkpoint(
     eval.extractor=inception, ...). Returns the result record and where it was written (None
     off the main rank)."""
     G, info, ck = load_generator(path, use_ema)
-    cfg = load_config(ck / "config.yaml", overrides or [])
+    cfg = load_config(ck / CONFIG, overrides or [])
     state = read_trainer_state(ck)
     step = int(state["step"])
     acc = Accelerator(cpu=not torch.cuda.is_available())
@@ -73,7 +74,7 @@ def evaluate_checkpoint(
         **scores,
     }
     run_dir = run_dir_of(ck)
-    target = Path(out) if out else run_dir / "evals" / f"step_{step:06d}-{extractor_name}.json"
+    target = Path(out) if out else run_dir / EVALS_DIR / f"step_{step:06d}-{extractor_name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(record, indent=2) + "\n")
     numbers = {k: v for k, v in record.items() if isinstance(v, int | float) and k != "step"}

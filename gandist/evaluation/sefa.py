@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from gandist.config import load_config
+from gandist.run_files import CONFIG
 from gandist.sampling import load_generator
 from gandist.tracking.images import pyplot, save_grid
 from gandist.tracking.wandb_run import log_side_run
@@ -103,7 +104,7 @@ def run_sefa(
 def _log_wandb(ck: Path, mode: str, values: torch.Tensor, pictures: list[Path]) -> None:
     if mode == "disabled":
         return
-    cfg = load_config(ck / "config.yaml")
+    cfg = load_config(ck / CONFIG)
     run_dir = run_dir_of(ck)
     log_side_run(
         cfg.tracking,

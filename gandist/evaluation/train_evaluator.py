@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
@@ -25,14 +24,9 @@ from gandist.evaluation.classifier import (
     save_evaluator,
 )
 from gandist.evaluation.image_metrics import label_agreement
+from gandist.objectives.losses import aux_loss
 
 TARGET_STEPS = 1000  # epochs=0 trains about this many batches
-
-
-def _loss(logits: torch.Tensor, y: torch.Tensor, label_type: str) -> torch.Tensor:
-    if label_type == "class":
-        return F.cross_entropy(logits, y.long())
-    return F.binary_cross_entropy_with_logits(logits, y.float())
 
 
 @torch.no_grad()
@@ -109,7 +103,7 @@ def train_evaluator(
     )
     for epoch in range(epochs):
         for x, y in loader:
-            loss = _loss(net(x.to(device))[1], y.to(device), info.label_type)
+            loss = aux_loss(net(x.to(device))[1], y.to(device), info.label_type)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -6,7 +6,6 @@ from gandist.objectives.losses import (
     LOSSES,
     AdversarialLoss,
     aux_loss,
-    get_loss,
     wasserstein_estimate,
 )
 from gandist.objectives.penalties import (
@@ -21,7 +20,6 @@ __all__ = [
     "AdversarialLoss",
     "aux_loss",
     "clip_weights_",
-    "get_loss",
     "gradient_penalty",
     "interpolate",
     "r1_penalty",

@@ -73,11 +73,6 @@ for _loss in (
     LOSSES.register(_loss.name)(_loss)
 
 
-def get_loss(name: str) -> AdversarialLoss:
-    """The loss for `loss.adversarial`; unknown names raise with a suggestion."""
-    return LOSSES.get(name)
-
-
 def aux_loss(aux_logits: Tensor, y: Tensor, label_type: str) -> Tensor:
     """ACGAN classifier loss on raw logits (cross_entropy applies log-softmax itself).
 

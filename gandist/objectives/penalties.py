@@ -1,7 +1,7 @@
 """Critic regularisers: WGAN-GP gradient penalty, R1, and WGAN weight clipping.
 
 Both gradient penalties are per-sample input gradients, which is what keeps them correct under
-DDP and AMP (research note sections 1-2):
+DDP and AMP (docs/distributed-correctness.md §1-2):
 - differentiate `adv.sum()`, never `.mean()`: with the mean every gradient shrinks by 1/local
   batch, so the penalty depends on how the global batch is split over ranks;
 - norms are per sample (`grad.flatten(1)`), never over the whole batch;

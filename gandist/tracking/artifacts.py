@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gandist.run_files import CONFIG, EVAL, TRAINER_STATE
+
 # Which way is better for each eval/* metric (keys of toy_metrics, image_metrics, image_eval).
 EVAL_GOALS = {
     "fid": "min",
@@ -66,9 +68,9 @@ def log_model_artifact(
     with config.yaml and dataset.json; returns the artifact. Main process, tracker active."""
     import wandb
 
-    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    state = json.loads((checkpoint / TRAINER_STATE).read_text())
     weights = checkpoint / ("ema_generator.safetensors" if ema else "generator.safetensors")
-    scores = run_dir / "eval.json"
+    scores = run_dir / EVAL
     final_eval = json.loads(scores.read_text()) if scores.is_file() else {}
     metadata: dict[str, Any] = {
         "step": state.get("step"),
@@ -92,7 +94,7 @@ def log_model_artifact(
     # Copied into wandb's staging area: an offline run uploads them at `wandb sync`, possibly
     # after checkpoint rotation has removed this directory.
     artifact.add_file(str(weights), name=weights.name)
-    artifact.add_file(str(checkpoint / "config.yaml"), name="config.yaml")
+    artifact.add_file(str(checkpoint / CONFIG), name=CONFIG)
     with artifact.new_file("dataset.json") as fh:
         fh.write(dataset_json(run_dir, stream, state))
     run.log_artifact(artifact, aliases=list(aliases))

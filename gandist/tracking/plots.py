@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 from pathlib import Path
 
 from PIL import Image
 
+from gandist.run_files import LOSS_CURVES, SAMPLES_DIR, read_metrics
 from gandist.tracking.images import pyplot
 
 CURVES = (  # (panel title, metric keys)
@@ -17,19 +16,6 @@ CURVES = (  # (panel title, metric keys)
 )
 
 
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """Rows of a run's metrics.jsonl; a torn last line (a run killed mid-write) is skipped."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            with contextlib.suppress(json.JSONDecodeError):
-                rows.append(json.loads(line))
-    return rows
-
-
 def plot_losses(run_dir: str | Path, out: str | Path | None = None) -> Path | None:
     """Loss/score curves vs step as one PNG (`<run>/loss_curves.png`); None without metrics."""
     rows = read_metrics(run_dir)
@@ -37,7 +23,7 @@ def plot_losses(run_dir: str | Path, out: str | Path | None = None) -> Path | No
     panels = [(t, ks) for t, ks in panels if ks]
     if not panels:
         return None
-    out = Path(out or Path(run_dir) / "loss_curves.png")
+    out = Path(out or Path(run_dir) / LOSS_CURVES)
     plt = pyplot()
     fig, axes = plt.subplots(
         len(panels), 1, figsize=(7, 2.6 * len(panels)), dpi=100, sharex=True, squeeze=False
@@ -58,7 +44,7 @@ def plot_losses(run_dir: str | Path, out: str | Path | None = None) -> Path | No
 
 def sample_frames(run_dir: str | Path) -> list[Path]:
     """The run's sample grids / scatter plots in step order."""
-    return sorted((Path(run_dir) / "samples").glob("step_*.png"))
+    return sorted((Path(run_dir) / SAMPLES_DIR).glob("step_*.png"))
 
 
 def make_gif(

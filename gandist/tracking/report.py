@@ -7,7 +7,8 @@ import html
 import json
 from pathlib import Path
 
-from gandist.tracking.plots import make_gif, plot_losses, read_metrics, sample_frames
+from gandist.run_files import CONFIG, EVAL, read_metrics, read_status
+from gandist.tracking.plots import make_gif, plot_losses, sample_frames
 
 MAX_GRIDS = 12
 
@@ -39,20 +40,20 @@ def _pick(frames: list[Path], n: int) -> list[Path]:
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Config, status, curves, sample grids over time and metrics of a finished or running run."""
     run = Path(run_dir)
-    if not (run / "config.yaml").is_file():
+    if not (run / CONFIG).is_file():
         raise FileNotFoundError(f"{run}: not a gandist run directory (no config.yaml)")
     out = Path(out or run / "report.html")
     parts = [f"<h1>gandist run: {html.escape(run.name)}</h1>"]
-    status = run / "status.json"
-    if status.is_file():
-        parts.append("<h2>Status</h2>" + _table(json.loads(status.read_text())))
+    status = read_status(run)
+    if status:
+        parts.append("<h2>Status</h2>" + _table(status))
     else:
         parts.append("<h2>Status</h2><p>running (no status.json yet)</p>")
     rows = read_metrics(run)
     if rows:
         parts.append(f"<h2>Latest metrics (step {rows[-1]['step']})</h2>" + _table(rows[-1]))
-    if (run / "eval.json").is_file():
-        parts.append("<h2>Evaluation</h2>" + _table(json.loads((run / "eval.json").read_text())))
+    if (run / EVAL).is_file():
+        parts.append("<h2>Evaluation</h2>" + _table(json.loads((run / EVAL).read_text())))
     curves = plot_losses(run)
     if curves is not None:
         parts.append("<h2>Curves</h2>" + _img(curves, "loss curves"))
@@ -68,7 +69,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         gif = make_gif(run)
         if gif is not None:
             parts.append("<h2>Training animation</h2>" + _img(gif, "training", "image/gif"))
-    parts.append("<h2>Config</h2><pre>" + html.escape((run / "config.yaml").read_text()) + "</pre>")
+    parts.append("<h2>Config</h2><pre>" + html.escape((run / CONFIG).read_text()) + "</pre>")
     style = (
         "body{font-family:sans-serif;margin:2em;max-width:1100px}"
         "table{border-collapse:collapse}td{border:1px solid #ccc;padding:2px 8px}"

@@ -14,6 +14,8 @@ from pathlib import Path
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from gandist.run_files import METRICS
+
 
 def truncate_metrics(path: Path, last_step: int) -> None:
     """Drop lines logged after `last_step` so a resumed run never logs a step twice."""
@@ -43,7 +45,7 @@ class RunLog:
     ) -> None:
         self.acc = accelerator
         self.main = accelerator.is_main_process
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = Path(run_dir) / METRICS
         self.use_tracker = use_tracker
         self.total = total_steps
         self.interactive = sys.stderr.isatty() if interactive is None else interactive

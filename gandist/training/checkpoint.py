@@ -22,12 +22,13 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
+from gandist.run_files import CHECKPOINTS_DIR, CONFIG, LATEST, TRAINER_STATE
+
 STEP_DIR = re.compile(r"^step_(\d+)$")
-LATEST = "latest"
 
 
 def checkpoints_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints"
+    return Path(run_dir) / CHECKPOINTS_DIR
 
 
 def _fsync_tree(path: Path) -> None:
@@ -90,8 +91,8 @@ def save_checkpoint(
     if accelerator.is_main_process:
         for stem, module in exports.items():
             save_file(state_dict_for_export(module), str(tmp / f"{stem}.safetensors"))
-        (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2))
-        (tmp / "config.yaml").write_text(config_yaml)
+        (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2))
+        (tmp / CONFIG).write_text(config_yaml)
         if before_rename is not None:
             before_rename(tmp)
         _fsync_tree(tmp)
@@ -130,14 +131,14 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     pointer = root / LATEST
     if pointer.is_file():
         candidate = root / pointer.read_text().strip()
-        if (candidate / "trainer_state.json").is_file():
+        if (candidate / TRAINER_STATE).is_file():
             return candidate
-    complete = [p for p in list_checkpoints(root) if (p / "trainer_state.json").is_file()]
+    complete = [p for p in list_checkpoints(root) if (p / TRAINER_STATE).is_file()]
     return complete[-1] if complete else None
 
 
 def read_trainer_state(ckpt: Path) -> dict[str, Any]:
-    path = Path(ckpt) / "trainer_state.json"
+    path = Path(ckpt) / TRAINER_STATE
     if not path.is_file():
         raise FileNotFoundError(
             f"{ckpt} is not a gandist checkpoint (no trainer_state.json); pass a "
@@ -153,13 +154,13 @@ def load_module_weights(module: torch.nn.Module, path: Path) -> None:
 
 def run_dir_of(checkpoint: Path) -> Path:
     """The run directory holding <run>/checkpoints/step_N (a loose checkpoint is its own)."""
-    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint
+    return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINTS_DIR else checkpoint
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run directory or a checkpoint directory -> the checkpoint directory to read."""
     p = Path(path)
-    if (p / "trainer_state.json").is_file():
+    if (p / TRAINER_STATE).is_file():
         return p
     latest = latest_checkpoint(p)
     if latest is None:

@@ -60,8 +60,9 @@ def build_accelerator(cfg: Config, log_with: str | None) -> Accelerator:
     """An Accelerator for this config, on CPU when no GPU is present.
 
     `cpu=True` matters on GPU-less hosts: without it torchrun-started processes each believe they
-    are alone (research note §8). Buffers are not broadcast on every forward: D runs twice (real,
-    fake) before one backward, and BatchNorm statistics are averaged by `sync_buffers` instead.
+    are alone (docs/distributed-correctness.md §10). Buffers are not broadcast on every forward: D
+    runs twice (real, fake) before one backward, and BatchNorm statistics are averaged by
+    `sync_buffers` instead.
     With train.precision=auto no mixed_precision is passed, so accelerate's launch flag, env or
     config file decides; the checks below apply to what will actually run. The caller reads the
     result back from `accelerator.mixed_precision`.

@@ -32,6 +32,7 @@ from safetensors.torch import load_file
 
 from gandist.config import Config, load_config
 from gandist.data.base import DatasetInfo
+from gandist.run_files import CONFIG
 from gandist.training import checkpoint as ckpt
 
 KEY = "train.init_from"
@@ -201,10 +202,10 @@ def _load_checked(module: torch.nn.Module, path: Path, what: str, hint: str | No
 
 def _config_differences(src: InitSource, cfg: Config, info: DatasetInfo) -> str | None:
     """'set model.g_width=64 (source) instead of 32, ...' when the source has its config."""
-    if src.checkpoint is None or not (src.checkpoint / "config.yaml").is_file():
+    if src.checkpoint is None or not (src.checkpoint / CONFIG).is_file():
         return None
     try:
-        theirs = load_config(src.checkpoint / "config.yaml")
+        theirs = load_config(src.checkpoint / CONFIG)
         their_info: dict[str, Any] = ckpt.read_trainer_state(src.checkpoint)["data_info"]
     except (ValueError, KeyError, FileNotFoundError):
         return None  # an older or hand-made checkpoint: fall back to the generic advice

@@ -18,20 +18,16 @@ Contract with the launch scripts (slurm/, k8s/):
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import time
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-EXIT_PREEMPTED = 75
+from gandist.run_files import EXIT_PREEMPTED, write_status  # noqa: F401 - re-exported
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-STATUS_FILE = "status.json"
 
 
 class StopRequest:
@@ -116,12 +112,3 @@ class StopRequest:
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def write_status(run_dir: Path, state: str, **fields: Any) -> Path:
-    """Atomically write `<run>/status.json` (read by slurm/ and k8s/ scripts)."""
-    path = Path(run_dir) / STATUS_FILE
-    tmp = path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"state": state, "time": time.time(), **fields}, indent=2))
-    os.replace(tmp, path)
-    return path

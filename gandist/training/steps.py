@@ -1,10 +1,10 @@
 """One discriminator update and one generator update, written out as explicit phases.
 
-The DDP/AMP discipline lives here (research note §1-4): D and G are separate DDP modules; the
-penalty is taken through the wrapped critic with `autograd.grad` on the (AMP-scaled) output and
-then folded into the one ordinary backward that fires DDP's allreduce; weight clipping runs after
-every D step on every rank; during the G step D is frozen and not synchronised, so a G step can
-neither change D nor leave stale gradients on it.
+The DDP/AMP discipline lives here (docs/distributed-correctness.md §1-4): D and G are separate DDP
+modules; the penalty is taken through the wrapped critic with `autograd.grad` on the (AMP-scaled)
+output and then folded into the one ordinary backward that fires DDP's allreduce; weight clipping
+runs after every D step on every rank; during the G step D is frozen and not synchronised, so a G
+step can neither change D nor leave stale gradients on it.
 """
 
 from __future__ import annotations

@@ -29,6 +29,15 @@ from gandist.evaluation.image_eval import ImageEvaluator, Unavailable, open_extr
 from gandist.evaluation.toy_metrics import evaluate_modes
 from gandist.models import build_discriminator, build_generator
 from gandist.objectives.losses import LOSSES
+from gandist.run_files import (
+    CHECKPOINTS_DIR,
+    CONFIG,
+    EVAL,
+    LOSS_CURVES,
+    METRICS,
+    SAMPLES_DIR,
+    write_status,
+)
 from gandist.seeds import derive_seed
 from gandist.tracking.artifacts import define_eval_summaries, log_final_model
 from gandist.tracking.images import save_grid, save_scatter
@@ -46,7 +55,7 @@ from gandist.training.guard import NonFiniteWatch, nonfinite_parameters
 from gandist.training.init_from import init_networks
 from gandist.training.noise import GlobalNoise, fixed_noise
 from gandist.training.optimizers import build_optimizer
-from gandist.training.preemption import StopRequest, write_status
+from gandist.training.preemption import StopRequest
 from gandist.training.steps import GANParts, discriminator_step, generator_step
 
 
@@ -70,7 +79,7 @@ def choose_run_dir(cfg: Config) -> Path:
     if t.resume == "auto":
         return base
     candidate, n = base, 1
-    while (candidate / "checkpoints").exists() or (candidate / "metrics.jsonl").exists():
+    while (candidate / CHECKPOINTS_DIR).exists() or (candidate / METRICS).exists():
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
     return candidate
@@ -197,8 +206,8 @@ class Trainer:
                 self.ema.n_averaged.fill_(int(state.get("ema_n_averaged", 0)))
         self.resumed_from = found
         if acc.is_main_process:
-            (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(dump_yaml(cfg))
+            (self.run_dir / SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
+            (self.run_dir / CONFIG).write_text(dump_yaml(cfg))
         if not self.run_id:
             ids = [new_run_id() if acc.is_main_process else None]
             broadcast_object_list(ids)
@@ -381,7 +390,7 @@ class Trainer:
             plot_losses(self.run_dir)
             make_gif(self.run_dir)
         if final_eval is not None and acc.is_main_process:
-            (self.run_dir / "eval.json").write_text(
+            (self.run_dir / EVAL).write_text(
                 json.dumps({"step": self.step, **final_eval}, indent=2)
             )
         if not preempted and self.mode != "disabled" and acc.is_main_process:
@@ -394,7 +403,7 @@ class Trainer:
         for tracker in acc.trackers:
             tracker.finish()
         result = TrainResult(
-            self.run_dir, self.step, last_ckpt, self.run_dir / "samples", wandb_dir, preempted
+            self.run_dir, self.step, last_ckpt, self.run_dir / SAMPLES_DIR, wandb_dir, preempted
         )
         if acc.is_main_process:
             print(self._summary(result), flush=True)
@@ -479,7 +488,7 @@ class Trainer:
             y = y.to(self.dtype)
         out = G(z, y)
         G.train(was_training)
-        path = self.run_dir / "samples" / f"step_{self.step:06d}.png"
+        path = self.run_dir / SAMPLES_DIR / f"step_{self.step:06d}.png"
         if self.info.kind == "points":
             save_scatter(
                 out,
@@ -607,10 +616,10 @@ class Trainer:
             f"  run directory : {r.run_dir}",
             f"  sample grids  : {r.samples_dir}",
             f"  checkpoint    : {r.checkpoint}",
-            f"  metrics       : {r.run_dir / 'metrics.jsonl'} (curves: loss_curves.png)",
+            f"  metrics       : {r.run_dir / METRICS} (curves: {LOSS_CURVES})",
             f"  report        : gandist report {r.run_dir}",
         ]
-        scores = r.run_dir / "eval.json"
+        scores = r.run_dir / EVAL
         if scores.is_file():
             record = json.loads(scores.read_text())
             shown = [k for k in ("fid", "cond_accuracy", "modes_captured") if k in record]

@@ -11,7 +11,7 @@ The networks are gandist's own (DCGAN, width 8, 28x28, float64), wrapped by the 
 find_unused_parameters=False and broadcast_buffers=False. The process group times out after 30 s,
 so a desynchronised collective fails the run instead of hanging it.
 
-Sections (research note: shared/research/distributed-correctness.md):
+Sections (docs/distributed-correctness.md §1-5):
   gp        gradient penalty through the DDP critic + one backward == 1-process reference;
             the same with static_graph=True (the trap)
   clip      weight clipping on every rank keeps ranks identical; on rank 0 only it does not

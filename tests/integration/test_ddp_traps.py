@@ -110,9 +110,9 @@ def test_sampling_from_unwrapped_generator_on_rank_zero_does_not_hang(
 
     Why not the wrapped G: a no-grad forward of a DDP G with torch's default broadcast_buffers
     =True broadcasts the BN buffers, a collective, so calling it on rank 0 alone desynchronises the
-    ranks (the research note saw gloo abort). The unwrapped forward issues none. (gandist's own
-    DDP G, broadcast_buffers=False, issued none either in torch 2.15, but the trainer does not
-    rely on that.)"""
+    ranks (docs/distributed-correctness.md §5: gloo aborts). The unwrapped forward issues none.
+    (gandist's own DDP G, broadcast_buffers=False, issued none either in torch 2.15, but the
+    trainer does not rely on that.)"""
     assert ranks[0]["sampling"]["samples_shape"] == [8, 1, 28, 28]
     for r in ranks:
         s = r["sampling"]

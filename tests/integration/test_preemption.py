@@ -140,42 +140,79 @@ def test_single_process_exit_code_is_documented(workdir: Path) -> None:
     assert proc.returncode == EXIT_PREEMPTED
 
 
-def test_kill_9_never_corrupts_the_latest_checkpoint(workdir: Path) -> None:
-    """Checkpoint every step and SIGKILL at random moments, many of them mid-checkpoint."""
-    args = train_args(
-        "dcgan_digits.yaml",
-        "train.steps=100000",
+def _kill_9(
+    proc: subprocess.Popen, run: Path, after_step: int, mid_checkpoint: bool, rng: random.Random
+) -> bool:
+    """SIGKILL the run's process group once it has logged `after_step`: at a random moment, or as
+    soon as a checkpoint is being written (a `.tmp_step_N` directory exists). Returns whether a
+    half-written checkpoint was left behind (the kill landed mid-checkpoint)."""
+    wait_for_step(run, after_step, proc)
+    if mid_checkpoint:
+        ckpts, t0 = run / "checkpoints", time.monotonic()
+        while not any(ckpts.glob(".tmp_step_*")) and time.monotonic() - t0 < 30:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.001)
+    else:
+        time.sleep(rng.uniform(0.0, 0.3))
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return any((run / "checkpoints").glob(".tmp_step_*"))
+
+
+def test_kill_9_at_random_moments_then_resume_equals_uninterrupted(workdir: Path) -> None:
+    """Checkpoint every step and SIGKILL in a loop, at random moments and mid-checkpoint: the
+    latest checkpoint always loads, and the run resumed to the end equals, bit for bit (CPU,
+    float32), the same run never interrupted (all randomness is derived from (seed, step), and
+    the checkpoint holds every rank's RNG and the data position)."""
+    steps = 40
+    common = [
+        "train.steps=" + str(steps),
         "train.batch_size=16",
         "model.g_width=8",
         "model.d_width=8",
         "train.checkpoint_every=1",
         "train.keep_checkpoints=2",
-        "train.run_name=k9",
         "train.resume=auto",
         "data.workers=0",
-    )
+    ]
+    args = train_args("dcgan_digits.yaml", *common, "train.run_name=k9")
     run = workdir / "runs" / "k9"
     rng = random.Random(0)
-    last = 0
-    for _ in range(3):
+    last, mid_checkpoint_kills = 0, 0
+    reference: subprocess.Popen | None = None
+    for mid_checkpoint in (False, True, True):
         proc = start(args, workdir)
-        wait_for_step(run, last + 2, proc)
-        time.sleep(rng.uniform(0.0, 0.6))
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        if reference is None:
+            # The uninterrupted reference trains meanwhile, once the shard cache is written (two
+            # processes writing it at once would race).
+            wait_for_step(run, 1, proc)
+            ref_args = train_args("dcgan_digits.yaml", *common, "train.run_name=ref")
+            reference = start(ref_args, workdir)
+        mid_checkpoint_kills += _kill_9(proc, run, last + 2, mid_checkpoint, rng)
         ck = latest_checkpoint(run)
         assert ck is not None
         state = json.loads((ck / "trainer_state.json").read_text())
-        assert state["step"] >= last
+        assert last <= state["step"] < steps
         last = state["step"]
-        for stem in ("generator", "discriminator"):
-            assert all(
-                torch.isfinite(t).all() for t in load_file(ck / f"{stem}.safetensors").values()
-            )
+        assert finite_exports(ck)
         assert (ck / "model.safetensors").is_file() and (ck / "optimizer.bin").is_file()
-    # the survivor resumes cleanly from whatever `latest` names
-    done = run_gandist([*args, f"train.steps={last + 2}"], workdir)
-    assert f"resumed from runs/k9/checkpoints/step_{last}" in done.stdout
+    assert mid_checkpoint_kills >= 1, "no kill landed while a checkpoint was being written"
+    # The survivor resumes from whatever `latest` names and finishes.
+    done = run_gandist(args, workdir)
+    assert f"resumed from runs/k9/checkpoints/step_{last} at step {last}" in done.stdout
+    assert reference is not None
+    out, _ = reference.communicate(timeout=120)
+    assert reference.returncode == 0, out[-3000:]
+    ref = workdir / "runs" / "ref"
+    for r in (run, ref):
+        status = json.loads((r / "status.json").read_text())
+        assert status["state"] == "completed" and status["step"] == steps, status
+    for stem in ("generator", "discriminator"):
+        got = load_file(run / "checkpoints" / f"step_{steps}" / f"{stem}.safetensors")
+        want = load_file(ref / "checkpoints" / f"step_{steps}" / f"{stem}.safetensors")
+        assert got.keys() == want.keys()
+        unequal = [k for k in want if not torch.equal(got[k], want[k])]
+        assert not unequal, f"{stem}: resumed run differs from the uninterrupted one in {unequal}"
 
 
 def test_divergence_stops_with_a_clear_message_and_keeps_the_good_checkpoint(workdir: Path) -> None:

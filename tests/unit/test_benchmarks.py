@@ -95,7 +95,7 @@ def test_scaling_benchmark_runs_two_real_processes(tmp_path: Path) -> None:
     two = result["processes"]["2"]
     assert two["world_size"] == 2 and two["threads_per_process"] == 1
     assert positive(two["img_per_s"]) and math.isfinite(two["stop_check_ms_per_step"])
-    assert two["stop_check_alone_ms"] >= 0
+    assert two["stop_check_alone_ms"] >= 0 and two["stop_poll_alone_ms"] >= 0
     assert two["speedup_vs_1"] is None  # no 1-process launch in this run
 
 
@@ -103,3 +103,13 @@ def test_loader_benchmark_compares_both_paths(tmp_path: Path) -> None:
     result = run(tmp_path, LOADER)
     assert positive(result["imagefolder_img_per_s"]) and positive(result["shards_img_per_s"])
     assert "loader_vs_trainer" not in result  # --train-steps 0 skips the trainer
+
+
+@pytest.mark.parametrize("model", ["toy2d_gan", "toy2d_wgan_gp", "gan_mlp"])
+def test_train_benchmark_small_models(tmp_path: Path, model: str) -> None:
+    """The 2-D toys and the MLP GAN, exactly as their recipes build them (no --width)."""
+    argv = ["train", "--model", model, "--batch", "64", "--steps", "2", "--reps", "2"]
+    result = run(tmp_path, [*argv, "--threads", "1", "--clock", "cpu"])
+    assert result["n_critic"] == (5 if model == "toy2d_wgan_gp" else 1)
+    assert positive(result["gandist_ms_per_step"]) and positive(result["bare_ms_per_step"])
+    assert positive(result["paired_ratio"]["median"]) and result["flops"]["flops_per_step"] > 0

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from gandist import experiments as ex
+from gandist.cli import main as cli_main
 from gandist.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -179,11 +180,11 @@ def test_image_render_marks_unscored_runs_and_shows_kid_std(tmp_path: Path) -> N
 def test_table_cli_prints_markdown(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     rows = [{"step": 10, "epoch": 5.0, "d/loss": 1.0, "g/loss": 0.5}]
     _run(tmp_path, "gan_adam", _toy_cfg("ns", "none", "adam"), rows, _modes(8, 0.5, 0.01))
-    assert ex.main(["table", str(tmp_path), "--losses", "--epochs", "5"]) == 0
+    assert cli_main(["experiments", "table", str(tmp_path), "--losses", "--epochs", "5"]) == 0
     out = capsys.readouterr().out
     assert "| epoch | 5 |" in out and "| GAN | 8/8" in out
     with pytest.raises(SystemExit):
-        ex.main(["table", str(tmp_path), "a.b=c"])
+        cli_main(["experiments", "table", str(tmp_path), "a.b=c"])
     with pytest.raises(FileNotFoundError):
         ex.render(tmp_path / "gan_adam")  # a run directory, not an experiment's output
 
@@ -206,7 +207,9 @@ def test_run_trains_in_order_skips_completed_and_records_wall_time(
 
     monkeypatch.setattr(ex.subprocess, "call", fake_call)
     # Overrides after the options still reach every run.
-    rc = ex.main(["run", str(configs), "--out", str(out), "--threads", "1", "x.y=2"])
+    rc = cli_main(
+        ["experiments", "run", str(configs), "--out", str(out), "--threads", "1", "x.y=2"]
+    )
     assert rc == 1  # b failed
     assert [Path(c[4]).stem for c, _ in calls] == ["a", "b"]  # sorted; c was completed
     cmd, env = calls[0]
