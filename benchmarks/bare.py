@@ -28,13 +28,25 @@ def to_channels_last(*modules: nn.Module) -> None:
         m.to(memory_format=torch.channels_last)
 
 
-def compile_pair(G: nn.Module, D: nn.Module, penalty: str) -> tuple[nn.Module, nn.Module, list]:
-    """torch.compile G, and D unless its penalty needs a double backward, which compiled
-    (aot_autograd) graphs do not support. Returns (G, D, names of the compiled ones)."""
-    G = torch.compile(G)
-    if penalty in ("gp", "r1"):
-        return G, D, ["G"]
-    return G, torch.compile(D), ["G", "D"]
+PENALISED = ("gp", "r1")  # penalties that differentiate D twice
+
+
+def compile_pair(
+    G: nn.Module, D: nn.Module, penalty: str, backend: str = "inductor"
+) -> tuple[nn.Module, nn.Module, nn.Module, list[str]]:
+    """torch.compile G and D's plain forwards.
+
+    A GP or R1 penalty differentiates D twice, which compiled (aot_autograd) graphs do not
+    support, so its forward runs the eager D (the same module and parameters) while D's forwards
+    on real and fake data run compiled. Returns (G, D for the plain forwards, D for the penalty's
+    forward, names of what was compiled). `backend`: torch.compile's (inductor; aot_eager runs
+    the same autograd path without code generation, for quick CPU checks).
+    """
+    G_c = torch.compile(G, backend=backend)
+    D_c = torch.compile(D, backend=backend)
+    if penalty in PENALISED:
+        return G_c, D_c, D, ["G", "D (plain forwards; penalty forward eager)"]
+    return G_c, D_c, D_c, ["G", "D"]
 
 
 class BareLoop:
@@ -47,6 +59,7 @@ class BareLoop:
         precision: str | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        backend: str = "inductor",
     ) -> None:
         self.cfg = cfg
         self.device = trainer.acc.device
@@ -57,12 +70,15 @@ class BareLoop:
         self.opt_g = build_optimizer(G.parameters(), cfg.optim.g)
         self.opt_d = build_optimizer(D.parameters(), cfg.optim.d)
         self.compiled: list[str] = []
+        D_penalty = D
         if compile:
-            G, D, self.compiled = compile_pair(G, D, cfg.loss.penalty)
-        self.G, self.D = G, D
+            G, D, D_penalty, self.compiled = compile_pair(G, D, cfg.loss.penalty, backend)
+        self.G, self.D, self.D_penalty = G, D, D_penalty
         self.loss = LOSSES.get(cfg.loss.adversarial)
         x, _ = trainer.stream.first_samples(trainer.stream.num_samples)
         self.x = x.to(self.device)
+        if channels_last and self.x.dim() == 4:  # as the trainer's batches (Trainer._batch)
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
         precision = precision or cfg.train.precision
         self.amp = AMP_DTYPES.get(precision)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
@@ -83,7 +99,7 @@ class BareLoop:
             if cfg.loss.penalty == "gp":
                 eps = torch.rand(B, device=self.device)
                 x_hat = interpolate(real, fake, eps)
-                gp, _ = gradient_penalty(self.D, x_hat, None, scaler=self.scaler)
+                gp, _ = gradient_penalty(self.D_penalty, x_hat, None, scaler=self.scaler)
                 loss = loss + cfg.loss.gp_weight * gp
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()

@@ -1,8 +1,11 @@
-"""The two benchmarked models as gandist configs: DCGAN-64 and WGAN-GP-64 at a fixed batch.
+"""The benchmarked models as gandist configs: the repository's recipes at a fixed batch.
 
-They are the repository's recipes at 64x64 with in-memory data (`data.shards=off`, digits
-resized) and nothing but training switched on (no logging, samples, checkpoints or W&B), so a
-timed step is pure training work.
+Convolutional: DCGAN-64 and WGAN-GP-64 (the digits recipes at 64x64, G and D width from
+`--width`). Small: the 2-D toy GAN and WGAN-GP (`toy2d_gan`, `toy2d_wgan_gp`: MLPs of 128-512
+units on ring8 points) and the fully connected GAN on the 32x32 digits (`gan_mlp`), each exactly
+as its recipe builds it (`--width` does not apply to them). All with in-memory data
+(`data.shards=off`) and nothing but training switched on (no logging, samples, checkpoints or
+W&B), so a timed step is pure training work.
 """
 
 from __future__ import annotations
@@ -13,7 +16,15 @@ from pathlib import Path
 from benchmarks.common import CONFIGS
 from gandist.config import Config, load_config
 
-RECIPES = {"dcgan64": "dcgan_digits.yaml", "wgan_gp64": "wgan_gp_digits.yaml"}
+RECIPES = {
+    "dcgan64": "dcgan_digits.yaml",
+    "wgan_gp64": "wgan_gp_digits.yaml",
+    "toy2d_gan": "toy2d_gan.yaml",
+    "toy2d_wgan_gp": "toy2d_wgan_gp.yaml",
+    "gan_mlp": "gan_mlp_digits.yaml",
+}
+# Recipes whose networks are convolutional at 64x64 with a width knob.
+CONV = ("dcgan64", "wgan_gp64")
 # Benchmark names for precisions; gandist's config calls fp32 "no" (no mixed precision).
 PRECISIONS = {"fp32": "no", "no": "no", "bf16": "bf16", "fp16": "fp16"}
 
@@ -21,7 +32,9 @@ PRECISIONS = {"fp32": "no", "no": "no", "bf16": "bf16", "fp16": "fp16"}
 def add_model_arguments(p: argparse.ArgumentParser, model: str = "dcgan64") -> None:
     p.add_argument("--model", choices=sorted(RECIPES), default=model)
     p.add_argument("--batch", type=int, default=64, help="global batch")
-    p.add_argument("--width", type=int, default=64, help="g_width = d_width")
+    p.add_argument(
+        "--width", type=int, default=64, help="g_width = d_width (dcgan64 / wgan_gp64 only)"
+    )
     p.add_argument("--steps", type=int, default=10, help="timed steps per repetition")
     p.add_argument("--reps", type=int, default=5, help="alternating repetitions (median kept)")
     p.add_argument(
@@ -35,18 +48,23 @@ def add_model_arguments(p: argparse.ArgumentParser, model: str = "dcgan64") -> N
 def bench_config(
     model: str, batch: int, width: int, precision: str, output_dir: Path, *extra: str
 ) -> Config:
+    shape = (
+        ["data.image_size=64", f"model.g_width={width}", f"model.d_width={width}"]
+        if model in CONV
+        else []
+    )
     return load_config(
         CONFIGS / RECIPES[model],
         [
-            "data.image_size=64",
+            *shape,
             "data.shards=off",
             f"train.batch_size={batch}",
-            f"model.g_width={width}",
-            f"model.d_width={width}",
             "train.steps=1000000",
             "train.log_every=0",
             "train.sample_every=0",
             "train.checkpoint_every=0",
+            "train.ema=false",
+            "eval.every=0",
             "tracking.wandb=disabled",
             f"train.output_dir={output_dir}",
             f"train.precision={PRECISIONS[precision]}",

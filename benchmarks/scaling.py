@@ -99,8 +99,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "device": outs[0]["device"],
             "ms_per_step": round(ms, 2),
             "img_per_s": round(images / ms * 1000.0, 1),
-            # the per-step stop-signal agreement: in the step (paired, noisy), and by itself
+            # the per-step stop check (StopRequest.poll) in the step (paired, noisy); the host
+            # time of a poll in the loop; the blocking agreement (the round trip poll hides)
             "stop_check_ms_per_step": round(median(checked) - ms, 3),
+            "stop_poll_alone_ms": round(median([o["stop_poll_alone_ms"] for o in outs]), 3),
             "stop_check_alone_ms": round(median([o["stop_check_alone_ms"] for o in outs]), 3),
             "reps_ms": {"step": rounded(step), "step_with_stop_check": rounded(checked)},
         }

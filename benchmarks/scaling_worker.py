@@ -2,16 +2,20 @@
 
 Every rank builds the real Trainer (DDP over gloo on CPU, NCCL on GPUs), checks that the world
 size it got is the one launched, and times windows of outer steps, taking turns between the bare
-`train_step` and `train_step` plus the stop-signal agreement the training loop makes after every
-step by default (`dist.stop_check_every=1`: one allreduce and a host sync), so the price of that
-check is measured too, and the check by itself. Rank 0 writes the times as JSON.
+`train_step` and `train_step` plus the stop-signal check the training loop makes after every
+step by default (`dist.stop_check_every=1`: `StopRequest.poll`, an asynchronous allreduce read at
+the next check), so the price of that check is measured too; and the host time of each poll in
+that loop, and the blocking agreement by itself (`StopRequest.agreed`: one allreduce and a host
+sync, the round trip the poll hides). Rank 0 writes the times as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+import time
 from pathlib import Path
 
 from benchmarks.common import time_ms
@@ -39,9 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         raise RuntimeError(f"launched {args.world_size} processes, got {acc.num_processes}")
     stop = StopRequest()  # not installed: only its per-step agreement is exercised
 
+    poll_s: list[float] = []
+
     def step_and_check() -> None:
         trainer.train_step()
-        stop.agreed(acc.device)
+        t0 = time.perf_counter()
+        stop.poll()
+        poll_s.append(time.perf_counter() - t0)
 
     fns = {"step": trainer.train_step, "step_with_stop_check": step_and_check}
     for fn in fns.values():
@@ -52,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
             acc.wait_for_everyone()  # ranks start each window together
             ms[k].append(time_ms(fn, args.steps, acc.device))
     acc.wait_for_everyone()
-    # The check by itself with the ranks in step: the allreduce's latency, the floor of its cost.
+    stop.drain()
+    poll_ms = 1000.0 * statistics.median(poll_s)  # host time of one poll, a step after the last
+    # The blocking check with the ranks in step: the allreduce's round trip, what poll hides.
     check_ms = time_ms(lambda: stop.agreed(acc.device), 20, acc.device)
     if acc.is_main_process:
         result = {
@@ -63,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             "n_critic": cfg.train.n_critic,
             "ms": ms,
             "stop_check_alone_ms": check_ms,
+            "stop_poll_alone_ms": poll_ms,
         }
         args.result.write_text(json.dumps(result))
     acc.wait_for_everyone()

@@ -50,7 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--compile",
         default="eager",
-        help="eager and/or compiled (torch.compile; slow to build on CPU)",
+        help="eager and/or compiled (torch.compile; slow to build on CPU). With a GP/R1 penalty "
+        "the critic's plain forwards are compiled and the penalty's forward stays eager",
+    )
+    p.add_argument(
+        "--compile-backend",
+        default="inductor",
+        help="torch.compile backend (aot_eager: the same autograd path, no code generation)",
     )
     add_threads_argument(p)
     add_clock_argument(p)
@@ -92,6 +98,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 precision=p,
                 channels_last=lay == "channels_last",
                 compile=mode == "compiled",
+                backend=args.compile_backend,
             )
             for p, lay, mode in itertools.product(precisions, layouts, modes)
         }
