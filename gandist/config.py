@@ -96,7 +96,7 @@ class LossConfig:
     """Adversarial loss plus the critic regularizer."""
 
     adversarial: str = _registered("ns", "gandist.objectives.losses:LOSSES")
-    penalty: str = _choice("none", ("none", "clip", "gp", "r1"))
+    penalty: str = _registered("none", "gandist.objectives.penalties:PENALTIES")
     clip_value: float = 0.01
     gp_weight: float = 10.0
     gp_one_sided: bool = False

@@ -14,9 +14,13 @@ The weight (lambda, gamma/2) is applied by the caller.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from gandist.config import LossConfig
+from gandist.registry import Registry
 
 Critic = Callable[[Tensor, Tensor | None], tuple[Tensor, Tensor | None]]
 
@@ -96,3 +100,51 @@ def clip_weights_(module: nn.Module, c: float) -> None:
         raise ValueError(f"loss.clip_value must be > 0, got {c}")
     for p in module.parameters():
         p.clamp_(-c, c)
+
+
+# ---------------------------------------------------------------- the registry the D step uses
+
+
+PenaltyTerm = Callable[
+    [Critic, Tensor, Tensor, "Tensor | None", "Tensor | None", "LossConfig", "object | None"],
+    tuple[Tensor, dict[str, Tensor]],
+]
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """A critic regulariser as the D step applies it.
+
+    `term(D, real, fake, eps, y, loss_cfg, scaler)` returns the weighted loss term and its
+    detached metrics; `after_step(D_plain, loss_cfg)` runs after every critic optimizer step on
+    every rank; `needs_eps`: the step must receive per-sample interpolation weights.
+    """
+
+    term: PenaltyTerm | None = None
+    after_step: Callable[[nn.Module, LossConfig], None] | None = None
+    needs_eps: bool = False
+
+
+def _gp_term(D, real, fake, eps, y, lc, scaler):  # noqa: ANN001 - see PenaltyTerm
+    if eps is None:
+        raise ValueError("loss.penalty=gp needs eps, the interpolation weights")
+    gp, gnorm = gradient_penalty(
+        D, interpolate(real, fake, eps), y, one_sided=lc.gp_one_sided, scaler=scaler
+    )
+    return lc.gp_weight * gp, {"d/gp": gp.detach(), "d/gp_grad_norm": gnorm}
+
+
+def _r1_term(D, real, fake, eps, y, lc, scaler):  # noqa: ANN001 - see PenaltyTerm
+    r1, gnorm = r1_penalty(D, real, y, scaler=scaler)
+    return 0.5 * lc.r1_gamma * r1, {"d/r1": r1.detach(), "d/r1_grad_norm": gnorm}
+
+
+def _clip_after(D: nn.Module, lc: LossConfig) -> None:
+    clip_weights_(D, lc.clip_value)
+
+
+PENALTIES: Registry[Penalty] = Registry("penalty")
+PENALTIES.register("none")(Penalty())
+PENALTIES.register("gp")(Penalty(term=_gp_term, needs_eps=True))
+PENALTIES.register("r1")(Penalty(term=_r1_term))
+PENALTIES.register("clip")(Penalty(after_step=_clip_after))

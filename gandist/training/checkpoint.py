@@ -22,7 +22,9 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
-from gandist.run_files import CHECKPOINTS_DIR, CONFIG, LATEST, TRAINER_STATE
+from gandist.config import Config
+from gandist.data.base import DatasetInfo
+from gandist.run_files import CHECKPOINTS_DIR, CONFIG, LATEST, METRICS, TRAINER_STATE
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -169,3 +171,66 @@ def resolve_checkpoint(path: str | Path) -> Path:
             "with trainer_state.json)"
         )
     return latest
+
+
+def choose_run_dir(cfg: Config) -> Path:
+    """Where a run writes. `resume=auto` reuses `<output_dir>/<name>`; a fresh run never
+    overwrites an earlier one (it takes `<name>-2`, `<name>-3`, ...); a checkpoint path resumes
+    in that checkpoint's run directory."""
+    t = cfg.train
+    if t.resume not in ("none", "auto"):
+        return resolve_checkpoint(t.resume).parent.parent
+    base = Path(t.output_dir) / (t.run_name or cfg.name or "run")
+    if t.resume == "auto":
+        return base
+    candidate, n = base, 1
+    while (candidate / CHECKPOINTS_DIR).exists() or (candidate / METRICS).exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def checkpoint_step(path: Path) -> int:
+    """N of a `step_N` directory, -1 for anything else."""
+    m = STEP_DIR.match(Path(path).name)
+    return int(m.group(1)) if m else -1
+
+
+def trainer_state(
+    *,
+    step: int,
+    data: dict[str, Any],
+    images_seen: int,
+    amp_skipped_steps: dict[str, int],
+    wandb_run_id: str,
+    ema_n_averaged: int,
+    world_size: int,
+    config_name: str,
+    info: DatasetInfo,
+) -> dict[str, Any]:
+    """The trainer_state.json of a checkpoint: everything a resume needs beyond accelerate's
+    state, and the data description `gandist sample`/`export` rebuild the generator from."""
+    from gandist import __version__
+
+    return {
+        "step": step,
+        "epoch": data.get("epoch", 0),
+        "data": data,
+        "images_seen": images_seen,
+        "amp_skipped_steps": amp_skipped_steps,
+        "wandb_run_id": wandb_run_id,
+        "ema_n_averaged": ema_n_averaged,
+        "world_size": world_size,
+        "gandist_version": __version__,
+        "config_name": config_name,
+        "data_info": {
+            "kind": info.kind,
+            "channels": info.channels,
+            "image_size": info.image_size,
+            "label_type": info.label_type,
+            "num_labels": info.num_labels,
+            "label_names": list(info.label_names),
+            "point_dim": info.point_dim,
+            "source": info.source,
+        },
+    }

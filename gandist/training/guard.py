@@ -13,6 +13,8 @@ log steps, where it synchronises anyway.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -51,3 +53,25 @@ def nonfinite_parameters(nets: dict[str, nn.Module]) -> list[str]:
         ]
     )
     return [n for n, ok in zip(names, flags.tolist(), strict=True) if not ok]
+
+
+def check_health(
+    worst_streak: int, limit: int, broken: list[str], step: int, run_dir: Path
+) -> None:
+    """Raise FloatingPointError, naming the last good checkpoint, when the run must stop."""
+    if worst_streak < limit and not broken:
+        return
+    from gandist.training.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(run_dir)
+    what = (
+        f"non-finite parameters in the {' and '.join(broken)}"
+        if broken
+        else f"{worst_streak} steps in a row with a non-finite loss "
+        f"(train.max_nonfinite_steps={limit})"
+    )
+    raise FloatingPointError(
+        f"step {step}: {what}; training stopped (nothing saved from this state). The last good "
+        f"checkpoint is {latest or 'none (no checkpoint yet)'}. Lower the learning rates, use "
+        "train.precision=no, or check the penalty settings."
+    )

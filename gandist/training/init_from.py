@@ -129,9 +129,7 @@ def resuming_checkpoint(cfg: Config) -> Path | None:
         return None
     if t.resume != "auto":
         return Path(t.resume)
-    from gandist.training.trainer import choose_run_dir  # the trainer imports this module
-
-    return ckpt.latest_checkpoint(choose_run_dir(cfg))
+    return ckpt.latest_checkpoint(ckpt.choose_run_dir(cfg))
 
 
 def init_networks(

@@ -21,7 +21,7 @@ from torch import nn
 
 from gandist.config import LossConfig
 from gandist.objectives.losses import aux_loss, wasserstein_estimate
-from gandist.objectives.penalties import clip_weights_, gradient_penalty, interpolate, r1_penalty
+from gandist.objectives.penalties import PENALTIES, Penalty
 
 
 @dataclass
@@ -36,12 +36,8 @@ class GANParts:
     loss: Any  # an adversarial loss from objectives.losses.LOSSES
     loss_cfg: LossConfig
     label_type: str
-    # Set by the trainer on steps it will log: the parameter-gradient norms cost a reduction.
-    track_grad_norm: bool = False
-    # Score means and the Wasserstein estimate are logged only; the trainer turns them off on
-    # the steps it does not log (d/loss and g/loss are always returned).
-    full_metrics: bool = True
     # Derived once here, not per step (see __post_init__).
+    penalty: Penalty = field(init=False, repr=False)
     G_plain: nn.Module = field(init=False, repr=False)
     D_plain: nn.Module = field(init=False, repr=False)
     opt_g_direct: Any = field(init=False, repr=False)
@@ -55,6 +51,7 @@ class GANParts:
         # once. `dataclasses.replace(parts, D=...)` runs this again.
         self.G_plain = self.accelerator.unwrap_model(self.G)
         self.D_plain = self.accelerator.unwrap_model(self.D)
+        self.penalty = PENALTIES.get(self.loss_cfg.penalty)
         self.opt_g_direct = _direct(self.opt_g)
         self.opt_d_direct = _direct(self.opt_d)
         acc = self.accelerator
@@ -126,9 +123,15 @@ def discriminator_step(
     y: torch.Tensor,
     z: torch.Tensor,
     eps: torch.Tensor | None,
+    *,
+    track: bool = True,
 ) -> dict[str, torch.Tensor]:
     """One critic update on this rank's slice; returns detached metrics (no host sync).
-    `eps` (the interpolation weights) is only used, and only needed, by loss.penalty=gp."""
+
+    `eps` (per-sample interpolation weights) is needed only by penalties that say so
+    (`needs_eps`). `track`: also return the scores, the Wasserstein estimate and the gradient
+    norm, for a step that will be logged (the norm costs a reduction); d/loss always comes back.
+    """
     acc, D, lc = parts.accelerator, parts.D, parts.loss_cfg
     cond = _cond(parts, y)
     with torch.no_grad():
@@ -138,7 +141,7 @@ def discriminator_step(
     real_out, fake_out = _at_least_fp32(real_out), _at_least_fp32(fake_out)
     loss = parts.loss.d(real_out, fake_out)
     metrics: dict[str, torch.Tensor] = {}
-    if parts.full_metrics:
+    if track:
         metrics["d/loss_adv"] = loss.detach()
         metrics["d/real_score"] = real_out.detach().mean()
         metrics["d/fake_score"] = fake_out.detach().mean()
@@ -149,30 +152,26 @@ def discriminator_step(
         )
         loss = loss + lc.aux_weight * aux
         metrics["d/loss_aux"] = aux.detach()
-    if lc.penalty == "gp":
-        if eps is None:
-            raise ValueError("loss.penalty=gp needs eps, the interpolation weights")
-        x_hat = interpolate(real, fake, eps)
-        gp, gnorm = gradient_penalty(D, x_hat, cond, one_sided=lc.gp_one_sided, scaler=acc.scaler)
-        loss = loss + lc.gp_weight * gp
-        metrics["d/gp"], metrics["d/gp_grad_norm"] = gp.detach(), gnorm
-    elif lc.penalty == "r1":
-        r1, gnorm = r1_penalty(D, real, cond, scaler=acc.scaler)
-        loss = loss + 0.5 * lc.r1_gamma * r1
-        metrics["d/r1"], metrics["d/r1_grad_norm"] = r1.detach(), gnorm
+    penalty = parts.penalty
+    if penalty.term is not None:
+        term, extra = penalty.term(D, real, fake, eps, cond, lc, acc.scaler)
+        loss = loss + term
+        metrics.update(extra)
     parts.opt_d_direct.zero_grad(set_to_none=True)
     backward(parts, loss)
-    if parts.track_grad_norm:
+    if track:
         metrics["d/grad_norm"] = grad_norm(parts.D_plain, acc.scaler)
     parts.opt_d_direct.step()
-    if lc.penalty == "clip":
-        clip_weights_(parts.D_plain, lc.clip_value)
+    if penalty.after_step is not None:
+        penalty.after_step(parts.D_plain, lc)
     metrics["d/loss"] = loss.detach()
     return metrics
 
 
-def generator_step(parts: GANParts, y: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
-    """One generator update through a frozen, unsynchronised critic."""
+def generator_step(
+    parts: GANParts, y: torch.Tensor, z: torch.Tensor, *, track: bool = True
+) -> dict[str, torch.Tensor]:
+    """One generator update through a frozen, unsynchronised critic (`track` as for D)."""
     acc, D = parts.accelerator, parts.D
     cond = _cond(parts, y)
     d_plain = parts.D_plain
@@ -182,14 +181,14 @@ def generator_step(parts: GANParts, y: torch.Tensor, z: torch.Tensor) -> dict[st
             fake = parts.G(z, cond)
             fake_out, fake_aux = D(fake, cond)
             loss = parts.loss.g(_at_least_fp32(fake_out))
-            metrics = {"g/loss_adv": loss.detach()} if parts.full_metrics else {}
+            metrics = {"g/loss_adv": loss.detach()} if track else {}
             if fake_aux is not None:
                 aux = aux_loss(_at_least_fp32(fake_aux), y, parts.label_type)
                 loss = loss + parts.loss_cfg.aux_weight * aux
                 metrics["g/loss_aux"] = aux.detach()
             parts.opt_g_direct.zero_grad(set_to_none=True)
             backward(parts, loss)
-            if parts.track_grad_norm:
+            if track:
                 metrics["g/grad_norm"] = grad_norm(parts.G_plain, acc.scaler)
             parts.opt_g_direct.step()
     finally:

@@ -1,0 +1,109 @@
+"""What a run tells about itself: the start-up banner, the end-of-run summary, and its W&B run
+(started with the flat config). The trainer passes in what it knows."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from gandist import __version__
+from gandist.config import Config, to_dict
+from gandist.data.base import DatasetInfo
+from gandist.run_files import EVAL, LOSS_CURVES, METRICS
+from gandist.tracking.artifacts import define_eval_summaries
+from gandist.tracking.wandb_run import init_kwargs, resolve_settings
+
+
+def banner(
+    cfg: Config, info: DatasetInfo, num_samples: int, processes: int, device: str, run_dir: Path
+) -> str:
+    t = cfg.train
+    shape = "x".join(map(str, info.sample_shape))
+    return (
+        f"gandist {__version__}: {cfg.name} | data {info.source} ({num_samples} samples, {shape}, "
+        f"labels {info.label_type}) | {processes} process(es) on {device}, precision "
+        f"{t.precision} | global batch {t.batch_size}, n_critic {t.n_critic}, {t.steps} steps | "
+        f"run dir {run_dir}"
+    )
+
+
+def summary(
+    step: int,
+    run_dir: Path,
+    samples_dir: Path,
+    checkpoint: Path | None,
+    wandb_dir: Path | None,
+    wandb_mode: str,
+) -> str:
+    """The block printed when a run ends: where everything went."""
+    lines = [
+        f"done: {step} steps",
+        f"  run directory : {run_dir}",
+        f"  sample grids  : {samples_dir}",
+        f"  checkpoint    : {checkpoint}",
+        f"  metrics       : {run_dir / METRICS} (curves: {LOSS_CURVES})",
+        f"  report        : gandist report {run_dir}",
+    ]
+    scores = run_dir / EVAL
+    if scores.is_file():
+        record = json.loads(scores.read_text())
+        shown = [k for k in ("fid", "cond_accuracy", "modes_captured") if k in record]
+        brief = ", ".join(f"{k} {record[k]:.4g}" for k in shown)
+        lines.append(f"  evaluation    : {scores}" + (f" ({brief})" if brief else ""))
+    if wandb_dir is not None:
+        lines.append(f"  W&B ({wandb_mode}) : {wandb_dir}")
+        if wandb_mode == "offline":
+            lines.append(f"  upload later  : wandb sync {wandb_dir}")
+    return "\n".join(lines)
+
+
+def flat_config(cfg: Config) -> dict[str, Any]:
+    """{"optim.d.lr": 2e-4, ...}: the config as W&B's run config shows it."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            flat[prefix] = node
+
+    walk("", to_dict(cfg))
+    return flat
+
+
+def start_tracker(acc: Any, cfg: Config, mode: str, run_id: str, run_dir: Path) -> str:
+    """Start the run's W&B tracker through accelerate (it logs on the main process only) and
+    return the mode it runs in: an online start that fails falls back to offline, never stops
+    training."""
+
+    def init(how: str) -> None:
+        kwargs = init_kwargs(cfg.tracking, how, run_id, run_dir, run_dir.name)
+        acc.init_trackers(
+            resolve_settings(cfg.tracking).project,
+            config=flat_config(cfg),
+            init_kwargs={"wandb": kwargs},
+        )
+
+    try:
+        init(mode)
+    except Exception as exc:  # noqa: BLE001 - any W&B failure must not stop training
+        if mode != "online":
+            raise
+        print(
+            f"gandist: W&B online init failed ({type(exc).__name__}: {exc}); logging "
+            "offline instead (upload later with `wandb sync`)",
+            file=sys.stderr,
+            flush=True,
+        )
+        import wandb
+
+        wandb.teardown()  # the failed run still holds its id in wandb's service process
+        mode = "offline"
+        acc.trackers = []
+        init(mode)
+    if acc.is_main_process:  # the best eval/* in the run summary, not only the last
+        define_eval_summaries(acc.get_tracker("wandb", unwrap=True))
+    return mode
