@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -27,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from gandist.child_runs import run_commands
 from gandist.run_files import CONFIG, EVAL, STATUS, eval_records, read_json, read_metrics
 
 TIMINGS = "timings.json"
@@ -338,7 +337,7 @@ def run_experiment(
     out_dir = out_root / config_dir.name
     out_dir.mkdir(parents=True, exist_ok=True)
     timings_path = out_dir / TIMINGS
-    env = dict(os.environ)
+    env: dict[str, str] = {}
     if threads:
         # Small models on a shared CPU: one intra-op thread per process avoids oversubscription.
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -352,9 +351,8 @@ def run_experiment(
             continue
         cmd = train_command(config, out_dir, overrides)
         print(f"[experiments] {' '.join(cmd[2:])}", flush=True)
-        t0 = time.time()
-        rc = subprocess.call(cmd, env=env)
-        wall = time.time() - t0
+        outcome = run_commands([cmd], env=env)[0]
+        rc, wall = outcome.rc, outcome.seconds
         timings = read_json(timings_path)
         timings[config.stem] = {"wall_s": round(wall, 1), "rc": rc, "finished": time.ctime()}
         timings_path.write_text(json.dumps(timings, indent=2) + "\n")

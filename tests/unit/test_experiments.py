@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from gandist import experiments as ex
+from gandist.child_runs import Outcome
 from gandist.cli import main as cli_main
 from gandist.config import load_config
 
@@ -201,11 +202,12 @@ def test_run_trains_in_order_skips_completed_and_records_wall_time(
     (out / "exp" / "c" / "status.json").write_text(json.dumps({"state": "completed"}))
     calls: list[tuple[list[str], dict]] = []
 
-    def fake_call(cmd: list[str], env: dict) -> int:
+    def fake_run(commands: list[list[str]], env: dict) -> list[Outcome]:
+        (cmd,) = commands
         calls.append((cmd, env))
-        return 1 if cmd[4].endswith("b.yaml") else 0
+        return [Outcome(1 if cmd[4].endswith("b.yaml") else 0, 0.5)]
 
-    monkeypatch.setattr(ex.subprocess, "call", fake_call)
+    monkeypatch.setattr(ex, "run_commands", fake_run)
     # Overrides after the options still reach every run.
     rc = cli_main(
         ["experiments", "run", str(configs), "--out", str(out), "--threads", "1", "x.y=2"]

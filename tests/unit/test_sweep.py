@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from gandist.child_runs import run_commands
 from gandist.cli import build_parser, main
 from gandist.config import load_config, to_dict
 from gandist.sweep import (
@@ -29,7 +30,6 @@ from gandist.sweep import (
     plan,
     point_at,
     run_all,
-    run_commands,
 )
 
 REPO = Path(__file__).resolve().parents[2]
