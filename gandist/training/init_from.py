@@ -34,6 +34,7 @@ from gandist.config import Config, load_config
 from gandist.data.base import DatasetInfo
 from gandist.run_files import CONFIG
 from gandist.training import checkpoint as ckpt
+from gandist.training.ema import EMAGenerator
 
 KEY = "train.init_from"
 
@@ -74,7 +75,7 @@ class InitFrom:
     message: str
     loaded_ema: bool = False
 
-    def load_ema(self, ema: torch.optim.swa_utils.AveragedModel | None) -> None:
+    def load_ema(self, ema: EMAGenerator | None) -> None:
         """Start the run's EMA from the source's EMA generator, when both exist.
 
         Called after the EMA is created (a copy of the just-loaded G). n_averaged must become
@@ -84,7 +85,7 @@ class InitFrom:
         if ema is None or src is None or src.ema is None:
             return
         _load_checked(ema.module, src.ema, "EMA generator", None)
-        ema.n_averaged.fill_(max(1, src.ema_n_averaged))
+        ema.load_count(max(1, src.ema_n_averaged))
         self.loaded_ema = True
         self.message = self.message.replace("G, D", "G, D, EMA", 1)
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 from accelerate.utils import broadcast_object_list
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from gandist.config import Config, dump_yaml
 from gandist.data.base import DatasetInfo
@@ -40,6 +39,7 @@ from gandist.training.distributed import (
     check_consistency,
     sync_buffers,
 )
+from gandist.training.ema import EMAGenerator
 from gandist.training.guard import NonFiniteWatch, check_health, nonfinite_parameters
 from gandist.training.networks import build_networks, reseed_for_rank, uses_channels_last
 from gandist.training.noise import GlobalNoise
@@ -118,13 +118,9 @@ class Trainer:
             loss_cfg=cfg.loss,
             label_type=self.info.label_type if cfg.model.condition != "none" else "none",
         )
-        self.ema: AveragedModel | None = None
+        self.ema: EMAGenerator | None = None
         if t.ema:
-            self.ema = AveragedModel(
-                self.parts.G_plain,
-                use_buffers=True,
-                multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay),
-            )
+            self.ema = EMAGenerator(self.parts.G_plain, t.ema_decay)
         if self.init_from is not None:
             self.init_from.load_ema(self.ema)
 
@@ -176,7 +172,7 @@ class Trainer:
         self.run_id = state.get("wandb_run_id", "")
         if self.ema is not None:
             ckpt.load_module_weights(self.ema.module, found / "ema_generator.safetensors")
-            self.ema.n_averaged.fill_(int(state.get("ema_n_averaged", 0)))
+            self.ema.load_count(int(state.get("ema_n_averaged", 0)))
         return found
 
     def _write_run_config(self) -> None:

@@ -98,11 +98,6 @@ def test_two_processes_steady_steps_make_no_host_sync(tmp_path: Path) -> None:
     assert_detector_works(results)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="torch's AveragedModel.update_parameters tests n_averaged on the host every step "
-    "(bool(n_averaged == 0), n_averaged > 0): a sync per step with train.ema=true",
-)
 def test_ema_update_makes_no_host_sync(tmp_path: Path) -> None:
     assert_no_steady_syncs(probe(tmp_path, [*TOY, "train.ema=true"]), 1)
 
