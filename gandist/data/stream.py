@@ -142,6 +142,7 @@ class RankBatchStream:
         self.part = rank_slice(global_batch, rank, world_size)
         self.seed = seed
         self.workers = workers
+        self.pin = torch.cuda.is_available()
         self.num_samples = n
         self.batches_per_epoch = n // global_batch
         self.epoch = 0
@@ -188,6 +189,8 @@ class RankBatchStream:
             idx = self._perm[b * self.global_batch : (b + 1) * self.global_batch][self.part]
             x, y = self.source.tensors
             batch = (x[idx], y[idx])
+            if self.pin:  # page-locked, so the trainer's non_blocking copy really is async
+                batch = (batch[0].pin_memory(), batch[1].pin_memory())
         else:
             assert self._iter is not None
             batch = next(self._iter)

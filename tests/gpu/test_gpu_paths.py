@@ -98,3 +98,16 @@ def test_sync_batchnorm_two_gpus_keeps_ranks_consistent(tmp_path: Path) -> None:
         nproc=2,
     )
     assert "done: 5 steps" in proc.stdout
+
+
+def test_batches_arrive_in_page_locked_memory() -> None:
+    """In-memory sources index a batch out of the data tensors (pageable memory); on CUDA the
+    stream pins it, so the trainer's non_blocking host-to-device copy does not block."""
+    need_gpus(1)
+    from gandist.config import DataConfig
+    from gandist.data.sources.registry import load_source
+    from gandist.data.stream import RankBatchStream
+
+    stream = RankBatchStream(load_source(DataConfig(source="toy2d:ring8")), 64)
+    x, y = next(stream)
+    assert x.is_pinned() and y.is_pinned()
