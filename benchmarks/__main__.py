@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks import loader, scaling, step_cost, train, variants
+from benchmarks import loader, noise, scaling, step_cost, train, variants
 
 # name -> (module with add_arguments/run, help)
 BENCHMARKS = {
@@ -15,6 +15,7 @@ BENCHMARKS = {
     "train": (train, "ms/step of gandist vs a bare PyTorch loop, side by side; FLOPs"),
     "step-cost": (step_cost, "a WGAN-GP critic step with vs without the gradient penalty"),
     "scaling": (scaling, "training img/s on 1 vs N processes (torchrun), same global batch"),
+    "noise": (noise, "per-rank ms/step of drawing z and epsilon vs world size (weak scaling)"),
     "variants": (variants, "precision x channels_last x torch.compile of the same step"),
 }
 

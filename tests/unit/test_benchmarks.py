@@ -113,3 +113,11 @@ def test_train_benchmark_small_models(tmp_path: Path, model: str) -> None:
     assert result["n_critic"] == (5 if model == "toy2d_wgan_gp" else 1)
     assert positive(result["gandist_ms_per_step"]) and positive(result["bare_ms_per_step"])
     assert positive(result["paired_ratio"]["median"]) and result["flops"]["flops_per_step"] > 0
+
+
+def test_noise_benchmark_times_both_ways_per_world_size(tmp_path: Path) -> None:
+    argv = ["noise", "--worlds", "1,4", "--steps", "1", "--reps", "1", "--local-batch", "4"]
+    rows = run(tmp_path, argv)["rows"]
+    assert [r["world_size"] for r in rows] == [1, 4]
+    assert all(positive(r["ms_per_step_own_rows"]) for r in rows)
+    assert rows[1]["global_batch"] == 16
