@@ -89,6 +89,9 @@ class ModelConfig:
     condition: str = _choice("none", ("none", "concat", "project", "acgan"))
     embed_dim: int = 50
     init: str = _choice("normal", ("normal", "default"))
+    # PacGAN (Lin et al. 2018): D judges packs of `pack` samples (all real or all fake) joined
+    # along channels / features, one logit per pack; 1: off. See gandist/models/packing.py.
+    pack: int = 1
 
 
 @dataclass
@@ -113,6 +116,12 @@ class OptimizerConfig:
     momentum: float = 0.0
     alpha: float = 0.99
     eps: float = 1e-8
+    # Learning-rate schedule over train.steps (gandist/training/schedules.py): constant, linear
+    # or cosine decay towards min_lr_ratio x lr at train.steps, after `warmup_steps` of linear
+    # warm-up from 0. Stepped once per training step (one G step and its n_critic D steps).
+    schedule: str = _choice("constant", ("constant", "linear", "cosine"))
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
 
 
 @dataclass
@@ -158,6 +167,10 @@ class TrainConfig:
     # Stop after this many optimizer steps in a row with a non-finite loss (or at once on
     # non-finite parameters). A single one is normal under fp16: the GradScaler skips it.
     max_nonfinite_steps: int = 20
+    # DiffAugment (Zhao et al. 2020): ops applied alike to real and fake images before D, in the
+    # D and G steps: a comma list of translation, cutout, color; "" (default): off.
+    # See gandist/objectives/augment.py.
+    augment: str = ""
 
 
 @dataclass
@@ -445,6 +458,13 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
             raise _fail(origin, f"optim.{net}.lr", f"must be > 0, got {o.lr}")
         if len(o.betas) != 2:
             raise _fail(origin, f"optim.{net}.betas", f"needs two numbers, got {o.betas}")
+        if o.warmup_steps < 0:
+            raise _fail(origin, f"optim.{net}.warmup_steps", f"must be >= 0, got {o.warmup_steps}")
+        if not 0.0 <= o.min_lr_ratio <= 1.0:
+            raise _fail(
+                origin, f"optim.{net}.min_lr_ratio", f"must be in [0, 1], got {o.min_lr_ratio}"
+            )
+    _validate_techniques(cfg, origin)
     if lo.penalty in ("gp", "r1") and m.d_norm == "batch":
         raise _fail(
             origin,
@@ -473,6 +493,36 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
         raise _fail(origin, "dist.check_consistency_every", "must be >= 0 (0 disables)")
     if t.resume not in ("none", "auto") and not t.resume.strip():
         raise _fail(origin, "train.resume", "use none, auto, or a checkpoint directory")
+
+
+def _validate_techniques(cfg: Config, origin: str) -> None:
+    """model.pack, train.augment (issue #14); the per-process batch is checked at start-up."""
+    m, t = cfg.model, cfg.train
+    if m.pack < 1:
+        raise _fail(origin, "model.pack", f"must be >= 1 (1: no packing), got {m.pack}")
+    if m.pack > 1:
+        if m.condition == "project":
+            raise _fail(
+                origin,
+                "model.pack",
+                f"model.pack={m.pack} cannot be combined with model.condition=project (a "
+                "projection critic scores one label per input, a pack holds k); use concat or "
+                "acgan, or model.pack: 1",
+            )
+        if t.batch_size % m.pack:
+            raise _fail(
+                origin,
+                "train.batch_size",
+                f"{t.batch_size} is not a multiple of model.pack={m.pack}: every process's share "
+                "of the batch must be whole packs; set train.batch_size to a multiple of "
+                "model.pack x processes",
+            )
+    from gandist.objectives.augment import parse_policy  # torch: loaded on use, as registries
+
+    try:
+        parse_policy(t.augment)
+    except ValueError as exc:
+        raise _fail(origin, "train.augment", str(exc).split(": ", 1)[1]) from None
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

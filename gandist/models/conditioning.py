@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from gandist.config import ModelConfig
 from gandist.data.base import DatasetInfo
+from gandist.models.packing import unpack_rows
 
 CONDITIONS = ("none", "concat", "project", "acgan")
 
@@ -102,12 +103,17 @@ class CriticHead(nn.Module):
             if cfg.condition == "project"
             else None
         )
-        self.aux = nn.Linear(features, info.num_labels) if cfg.condition == "acgan" else None
+        # A packed critic (model.pack=k) classifies every member of its pack: k x K logits.
+        self.pack = cfg.pack
+        self.aux = (
+            nn.Linear(features, info.num_labels * cfg.pack) if cfg.condition == "acgan" else None
+        )
 
     def forward(self, h: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
         # squeeze(-1), not squeeze(): a batch of one must stay (1,).
         adv = self.linear(h).squeeze(-1)
         if self.project is not None:
             adv = adv + (self.project(y).to(h.dtype) * h).sum(dim=1)
-        aux = self.aux(h) if self.aux is not None else None
+        # (packs, k * K) -> (B, K): every member's logits, in sample order
+        aux = unpack_rows(self.aux(h), self.pack) if self.aux is not None else None
         return adv, aux

@@ -26,6 +26,7 @@ from gandist.models.conditioning import (
 )
 from gandist.models.init import finish
 from gandist.models.norms import conv_bias, norm2d
+from gandist.models.packing import check_pack, pack
 
 
 def _layout(info: DatasetInfo) -> tuple[int, int]:
@@ -101,11 +102,15 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """(x (B, C, S, S), y) -> (adv logits (B,), aux logits (B, K) | None)."""
+    """(x (B, C, S, S), y) -> (adv logits (B / pack,), aux logits (B, K) | None).
+
+    With model.pack=k the first conv takes k x (C [+ 1 label map]) channels: packs of k samples
+    (models/packing.py)."""
 
     def __init__(self, cfg: ModelConfig, info: DatasetInfo) -> None:
         super().__init__()
         check_condition(cfg, info)
+        self.pack = check_pack(cfg)
         n, s_last = _layout(info)
         pad = _padding(cfg.kernel)
         self.has_aux = cfg.condition == "acgan"
@@ -114,7 +119,7 @@ class DCGANDiscriminator(nn.Module):
             if cfg.condition == "concat"
             else None
         )
-        ch = info.channels + (1 if self.label_map is not None else 0)
+        ch = (info.channels + (1 if self.label_map is not None else 0)) * self.pack
         layers: list[nn.Module] = []
         for i in range(n):
             width = cfg.d_width * 2**i
@@ -142,4 +147,4 @@ class DCGANDiscriminator(nn.Module):
     def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         if self.label_map is not None:
             x = torch.cat([x, self.label_map(y).to(x.dtype)], dim=1)
-        return self.head(self.blocks(x).flatten(1), y)
+        return self.head(self.blocks(pack(x, self.pack)).flatten(1), y)

@@ -24,6 +24,7 @@ from gandist.models.conditioning import (
 )
 from gandist.models.init import finish
 from gandist.models.norms import norm1d
+from gandist.models.packing import check_pack, pack
 
 
 def _hidden_stack(
@@ -79,11 +80,15 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """(x (B, *sample_shape), y) -> (adv logits (B,), aux logits (B, K) | None)."""
+    """(x (B, *sample_shape), y) -> (adv logits (B / pack,), aux logits (B, K) | None).
+
+    With model.pack=k the first layer takes k x (features [+ label embedding]): packs of k
+    samples (models/packing.py)."""
 
     def __init__(self, cfg: ModelConfig, info: DatasetInfo) -> None:
         super().__init__()
         check_condition(cfg, info)
+        self.pack = check_pack(cfg)
         self.has_aux = cfg.condition == "acgan"
         self.label = (
             LabelEncoder(info.label_type, info.num_labels, cfg.embed_dim)
@@ -91,6 +96,7 @@ class MLPDiscriminator(nn.Module):
             else None
         )
         in_dim = math.prod(info.sample_shape) + (cfg.embed_dim if self.label is not None else 0)
+        in_dim *= self.pack
         self.hidden, width = _hidden_stack(
             in_dim,
             list(cfg.d_hidden),
@@ -107,7 +113,7 @@ class MLPDiscriminator(nn.Module):
         h = x.flatten(1)
         if self.label is not None:
             h = torch.cat([h, self.label(y).to(h.dtype)], dim=1)
-        return self.head(self.hidden(h), y)
+        return self.head(self.hidden(pack(h, self.pack)), y)
 
 
 def build_toy_generator(cfg: ModelConfig, info: DatasetInfo) -> MLPGenerator:

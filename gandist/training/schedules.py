@@ -1,0 +1,107 @@
+"""Learning-rate schedules: `optim.g.schedule` / `optim.d.schedule` with `warmup_steps` and
+`min_lr_ratio`.
+
+The factor multiplying `lr` at training step s (0-based; the step about to run), with W warm-up
+steps, T = train.steps and r = min_lr_ratio:
+- s < W: s / W (linear warm-up from 0, as in Transformers' get_*_schedule_with_warmup: the first
+  step runs at lr 0 when W > 0);
+- afterwards, with p = (s - W) / (T - W) clamped to [0, 1]:
+  constant 1; linear 1 - (1 - r) p; cosine r + (1 - r) (1 + cos(pi p)) / 2.
+So lr decays towards r x lr, which it would reach at step T (the last step, T - 1, is just above).
+
+Stepping: once per *training step* (one generator update after n_critic critic updates), for
+both networks, after the G update. The critic's n_critic updates of one training step share one
+learning rate, so a schedule means the same for every n_critic, and the scheduler's step count
+is the trainer's step: resuming at step s restores exactly lr(s). A step the fp16 GradScaler
+skipped still advances the schedule (it is a function of the step, not of the updates made).
+
+Saving: torch's LambdaLR, whose state_dict (step count, base learning rates) travels in the
+checkpoint through `accelerator.register_for_checkpointing` (custom_checkpoint_0.pkl). Not
+through `accelerator.prepare`: its AcceleratedScheduler steps a scheduler num_processes times per
+call (it assumes the per-process batch is fixed and the global batch grows with processes), so a
+2-process run would decay twice as fast. Schedules are registered only when one is set (not
+constant, or with warm-up), so checkpoints of runs without schedules stay as they were.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from gandist.config import OptimizerConfig
+
+SCHEDULES = ("constant", "linear", "cosine")
+
+
+def lr_factor(kind: str, step: int, total: int, warmup: int = 0, min_ratio: float = 0.0) -> float:
+    """The multiplier of the base learning rate at 0-based training step `step` (see above)."""
+    if kind not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {kind!r} (known: {', '.join(SCHEDULES)})")
+    if step < warmup:
+        return step / warmup
+    if kind == "constant":
+        return 1.0
+    p = min(1.0, max(0.0, (step - warmup) / max(1, total - warmup)))
+    if kind == "linear":
+        return 1.0 - (1.0 - min_ratio) * p
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+def is_scheduled(cfg: OptimizerConfig) -> bool:
+    """Whether the learning rate ever differs from optim.<net>.lr."""
+    return cfg.schedule != "constant" or cfg.warmup_steps > 0
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimizerConfig, total: int) -> LambdaLR:
+    """A LambdaLR for `cfg`'s schedule over `total` training steps. Building it sets the
+    optimizer's lr to the step-0 value (0 with warm-up)."""
+    kind, warmup, ratio = cfg.schedule, cfg.warmup_steps, cfg.min_lr_ratio
+    lr_factor(kind, 0, total, warmup, ratio)  # fail now on an unknown kind
+
+    # A plain function, not a callable object: LambdaLR's state_dict then holds only the step
+    # count and base rates, and a resumed run takes the schedule's shape from its config.
+    def factor(step: int) -> float:
+        return lr_factor(kind, step, total, warmup, ratio)
+
+    return LambdaLR(optimizer, factor)
+
+
+class LRSchedules:
+    """The G and D schedulers of a run, stepped together once per training step; one object
+    for accelerate's checkpointing (state_dict / load_state_dict)."""
+
+    def __init__(self, schedulers: dict[str, LambdaLR]) -> None:
+        self.schedulers = schedulers
+
+    def step(self) -> None:
+        for s in self.schedulers.values():
+            s.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: s.state_dict() for name, s in self.schedulers.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state) != set(self.schedulers):
+            raise ValueError(
+                f"the checkpoint's learning-rate schedules are for {sorted(state)}, this run "
+                f"schedules {sorted(self.schedulers)}: keep optim.g/d.schedule and warmup_steps "
+                "as they were when resuming"
+            )
+        for name, s in self.schedulers.items():
+            s.load_state_dict(state[name])
+
+
+def build_schedules(
+    optimizers: dict[str, torch.optim.Optimizer], cfgs: dict[str, OptimizerConfig], total: int
+) -> LRSchedules | None:
+    """Schedulers for the networks whose config sets a schedule; None when none does (the
+    learning rates stay fixed and nothing is added to checkpoints)."""
+    chosen = {
+        name: build_scheduler(opt, cfgs[name], total)
+        for name, opt in optimizers.items()
+        if is_scheduled(cfgs[name])
+    }
+    return LRSchedules(chosen) if chosen else None

@@ -1,0 +1,135 @@
+"""Learning-rate schedules (gandist/training/schedules.py): values at chosen steps for each kind,
+warm-up, and a state_dict round trip that continues exactly."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gandist.config import ConfigError, OptimizerConfig, from_dict
+from gandist.training.schedules import (
+    LRSchedules,
+    build_scheduler,
+    build_schedules,
+    is_scheduled,
+    lr_factor,
+)
+
+T = 100
+
+
+@pytest.mark.parametrize(
+    ("kind", "step", "warmup", "ratio", "expected"),
+    [
+        ("constant", 0, 0, 0.0, 1.0),
+        ("constant", 99, 0, 0.0, 1.0),
+        ("constant", 5, 10, 0.0, 0.5),  # warm-up applies to constant too
+        ("linear", 0, 0, 0.0, 1.0),
+        ("linear", 50, 0, 0.0, 0.5),
+        ("linear", 100, 0, 0.0, 0.0),
+        ("linear", 50, 0, 0.2, 0.6),  # 1 - 0.8 * 0.5
+        ("linear", 55, 10, 0.0, 0.5),  # p = 45 / 90
+        ("cosine", 0, 0, 0.0, 1.0),
+        ("cosine", 50, 0, 0.0, 0.5),
+        ("cosine", 25, 0, 0.0, 0.5 * (1 + math.cos(math.pi / 4))),
+        ("cosine", 100, 0, 0.1, 0.1),
+        ("cosine", 10, 10, 0.0, 1.0),  # warm-up done: the peak
+        ("cosine", 0, 10, 0.0, 0.0),  # warm-up from 0
+        ("cosine", 4, 10, 0.0, 0.4),
+        ("linear", 250, 0, 0.3, 0.3),  # past the end: stays at the floor
+    ],
+)
+def test_factor_values(kind: str, step: int, warmup: int, ratio: float, expected: float) -> None:
+    assert lr_factor(kind, step, T, warmup, ratio) == pytest.approx(expected, abs=1e-12)
+
+
+def test_decays_are_monotone_and_end_at_the_floor() -> None:
+    for kind in ("linear", "cosine"):
+        f = [lr_factor(kind, s, T, 10, 0.05) for s in range(T + 1)]
+        assert f[:11] == pytest.approx([s / 10 for s in range(11)])
+        assert all(a >= b for a, b in zip(f[10:], f[11:], strict=False))
+        assert f[T] == pytest.approx(0.05) and f[T - 1] > 0.05
+
+
+def test_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="step"):
+        lr_factor("step", 0, T)
+
+
+def opt(lr: float = 0.1) -> torch.optim.Optimizer:
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=lr)
+
+
+def lr_of(o: torch.optim.Optimizer) -> float:
+    return o.param_groups[0]["lr"]
+
+
+def test_scheduler_sets_the_learning_rate_of_each_step() -> None:
+    o = opt(0.1)
+    s = build_scheduler(o, OptimizerConfig(schedule="cosine", warmup_steps=4), 20)
+    seen = []
+    for _ in range(20):
+        seen.append(lr_of(o))
+        o.step()
+        s.step()
+    assert seen == pytest.approx([0.1 * lr_factor("cosine", i, 20, 4) for i in range(20)])
+    assert seen[0] == 0.0 and seen[4] == pytest.approx(0.1)
+
+
+def test_state_dict_round_trip_continues_exactly() -> None:
+    cfgs = {"g": OptimizerConfig(schedule="linear", warmup_steps=3, min_lr_ratio=0.1)}
+    cfgs["d"] = OptimizerConfig(schedule="cosine", lr=1e-3)
+    opts = {"g": opt(0.2), "d": opt(1e-3)}
+    straight = build_schedules(opts, cfgs, 30)
+    lrs = []
+    for step in range(30):
+        if step == 11:
+            saved_sched = straight.state_dict()
+            saved_opts = {k: o.state_dict() for k, o in opts.items()}
+        lrs.append({k: lr_of(o) for k, o in opts.items()})
+        for o in opts.values():
+            o.step()
+        straight.step()
+    # a new process: fresh optimizers and schedules, then the checkpoint's state
+    opts2 = {"g": opt(0.2), "d": opt(1e-3)}
+    resumed = build_schedules(opts2, cfgs, 30)
+    for k, o in opts2.items():
+        o.load_state_dict(saved_opts[k])
+    resumed.load_state_dict(saved_sched)
+    for step in range(11, 30):
+        assert {k: lr_of(o) for k, o in opts2.items()} == lrs[step]  # bit for bit
+        for o in opts2.values():
+            o.step()
+        resumed.step()
+
+
+def test_only_scheduled_networks_get_a_scheduler() -> None:
+    assert not is_scheduled(OptimizerConfig())
+    assert is_scheduled(OptimizerConfig(warmup_steps=1))
+    plain = {"g": OptimizerConfig(), "d": OptimizerConfig()}
+    assert build_schedules({"g": opt(), "d": opt()}, plain, 10) is None
+    one = build_schedules(
+        {"g": opt(), "d": opt()}, {**plain, "d": OptimizerConfig(schedule="linear")}, 10
+    )
+    assert isinstance(one, LRSchedules) and set(one.schedulers) == {"d"}
+    with pytest.raises(ValueError, match="keep optim"):
+        one.load_state_dict({"g": {}, "d": {}})
+
+
+def test_config_keys() -> None:
+    cfg = from_dict(
+        {"optim": {"g": {"schedule": "cosine", "warmup_steps": 10, "min_lr_ratio": 0.1}}}
+    )
+    assert (cfg.optim.g.schedule, cfg.optim.g.warmup_steps, cfg.optim.d.schedule) == (
+        "cosine",
+        10,
+        "constant",
+    )
+    with pytest.raises(ConfigError, match="optim.d.schedule.*did you mean 'cosine'"):
+        from_dict({"optim": {"d": {"schedule": "cosin"}}})
+    with pytest.raises(ConfigError, match="optim.g.warmup_steps"):
+        from_dict({"optim": {"g": {"warmup_steps": -1}}})
+    with pytest.raises(ConfigError, match="optim.d.min_lr_ratio"):
+        from_dict({"optim": {"d": {"min_lr_ratio": 1.5}}})
