@@ -7,10 +7,16 @@
 # Submit from the repository root (the config path and train.output_dir are relative to the
 # submit directory). sbatch command-line options override the #SBATCH lines below.
 #
-# What it does: one `srun` task per node runs torchrun (or accelerate launch) with a static
-# rendezvous on the first node of the allocation; each node's rank is $SLURM_NODEID, expanded
-# inside that node's task. The run is `train.run_name=$GANDIST_RUN_NAME` with
-# `train.resume=auto`, so a requeued job continues from `<run>/checkpoints/latest`.
+# What it does: one `srun` task per node runs torchrun (or accelerate launch) with a c10d
+# rendezvous hosted on the first node of the allocation (node 0, $SLURM_NODEID expanded inside
+# each node's task). The run is `train.run_name=$GANDIST_RUN_NAME` with `train.resume=auto`, so
+# a requeued job continues from `<run>/checkpoints/latest`.
+#
+# A crashed rank: when any training process dies (crash, OOM kill, kill -9), its node's torchrun
+# stops its other workers and joins the rendezvous again, which makes torchrun on every other
+# node stop its workers too (even ones blocked in a collective: SIGTERM, SIGKILL 30 s later);
+# then all start again and resume from checkpoints/latest, within about a minute, up to
+# GANDIST_MAX_RESTARTS times per job. The others never wait for dist.timeout_s.
 #
 # Signals: this batch shell forwards each stop signal to the job step as SIGTERM (never SIGUSR1:
 # that kills torchrun), every rank stops at the same step and checkpoints, rank 0 writes
@@ -36,6 +42,9 @@
 #   GANDIST_NPROC_PER_NODE   processes per node (default: GPUs allocated per node, else 1);
 #                            set it for CPU-only runs
 #   GANDIST_MASTER_PORT      rendezvous port on the first node (default 20000 + job id % 20000)
+#   GANDIST_MAX_RESTARTS     restarts of all ranks after a rank fails, per job (default 3); each
+#                            resumes from the latest checkpoint (train.checkpoint_every bounds
+#                            the steps lost). 0: a failed rank ends the job (exit 1)
 #   GANDIST_RUN_NAME         train.run_name (default <config name>-<job id>; the job id survives
 #                            requeues, so the requeued job finds its own checkpoints)
 #   GANDIST_OVERRIDES        more dotted overrides, split on spaces, applied after the arguments
@@ -140,19 +149,41 @@ gpus_per_node() {
 NPROC=${GANDIST_NPROC_PER_NODE:-$(gpus_per_node)}
 PORT=${GANDIST_MASTER_PORT:-$(( 20000 + SLURM_JOB_ID % 20000 ))}
 
+MAX_RESTARTS=${GANDIST_MAX_RESTARTS:-3}
+[[ "$MAX_RESTARTS" =~ ^[0-9]+$ ]] || die "GANDIST_MAX_RESTARTS: not a number: '$MAX_RESTARTS'"
+
+# c10d rendezvous (torchrun's elastic agent): the store runs in node 0's torchrun (is_host=1,
+# set per node below: the endpoint's name need not match what the head node calls itself), the
+# id is the job id (the same across requeues). Ranks are assigned by the rendezvous, so
+# torchrun gets no --node_rank; global rank 0 may be on any node (status.json is on the shared
+# filesystem either way).
+RANK_FLAG=""
+CONF_FLAG=""
 case "$LAUNCHER" in
   torchrun)
-    RANK_FLAG=--node_rank
+    CONF_FLAG=--rdzv_conf
     LAUNCH_ARGS=(--nnodes="$NNODES" --nproc_per_node="$NPROC"
-                 --rdzv_backend=static --master_addr="$HEAD" --master_port="$PORT")
+                 --rdzv_backend=c10d --rdzv_endpoint="$HEAD:$PORT" --rdzv_id="$SLURM_JOB_ID"
+                 --max_restarts="$MAX_RESTARTS")
     ;;
   accelerate)
     RANK_FLAG=--machine_rank
     LAUNCH_BIN+=(launch)
     LAUNCH_ARGS=(--num_machines="$NNODES" --num_processes="$(( NNODES * NPROC ))"
-                 --main_process_ip="$HEAD" --main_process_port="$PORT"
-                 --rdzv_backend=static --same_network --dynamo_backend=no
+                 --main_process_ip="$HEAD" --main_process_port="$PORT" --dynamo_backend=no
                  --mixed_precision=no)  # silences a warning; gandist sets train.precision itself
+    if [ "$NNODES" -gt 1 ]; then
+      # Without --same_network the endpoint is ip:port; accelerate has no --rdzv_id (the store
+      # on this job's port is the job's own anyway).
+      CONF_FLAG=--rdzv_conf
+      LAUNCH_ARGS+=(--rdzv_backend=c10d --max_restarts="$MAX_RESTARTS")
+    else
+      # One node: accelerate offers only the static rendezvous here (c10d would need an endpoint
+      # it does not pass on), whose shared store hangs restarted workers (pytorch#135712). So no
+      # restarts: a failed rank stops the others (SIGKILL within 30 s) and the job fails (exit 1).
+      MAX_RESTARTS=0
+      LAUNCH_ARGS+=(--rdzv_backend=static --same_network --max_restarts=0)
+    fi
     if [ $(( NNODES * NPROC )) -gt 1 ]; then
       LAUNCH_ARGS=(--multi_gpu "${LAUNCH_ARGS[@]}")
     fi
@@ -162,9 +193,14 @@ esac
 LAUNCH_ARGS+=(-m gandist train "$CONFIG" "${OVERRIDES[@]}")
 
 export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=${GANDIST_SHUTDOWN_TIMEOUT:-300}
+# torchrun (torch >= 2.4) lends the rendezvous store to the workers' process group and keeps it
+# across restarts: restarted workers then meet the previous attempt's keys and hang in
+# init_process_group (pytorch/pytorch#135712). With this, each attempt gets a store of its own.
+export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1
 
 log "job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $NNODES node(s) [$SLURM_JOB_NODELIST]," \
-    "$NPROC process(es) per node, head $HEAD:$PORT, $RUNTIME/$LAUNCHER"
+    "$NPROC process(es) per node, head $HEAD:$PORT, $RUNTIME/$LAUNCHER," \
+    "up to $MAX_RESTARTS restart(s) after a failed rank"
 log "run directory $RUN_DIR"
 
 # ---------------------------------------------------------------- signals
@@ -184,18 +220,28 @@ trap_stop_signals
 
 STARTED=$(date +%s)
 if [ -z "$STOP_SIGNAL" ]; then  # else signalled before the launch: nothing to run
-  SRUN=(srun --nodes="$NNODES" --ntasks="$NNODES" --ntasks-per-node=1 --kill-on-bad-exit=0)
+  # --kill-on-bad-exit=0: after a preemption every node's torchrun exits 1, and the first must
+  # not kill the others while they finish. --wait=60: a node's torchrun exits only at the end
+  # (all within seconds of each other) or when it gives up (restarts used up, its rendezvous
+  # lost); then the other nodes' tasks, whose workers may sit in a collective with the dead
+  # ones, are ended 60 s later instead of at dist.timeout_s.
+  SRUN=(srun --nodes="$NNODES" --ntasks="$NNODES" --ntasks-per-node=1 --kill-on-bad-exit=0
+        --wait=60)
   # Slurm 22.05+ srun does not inherit --cpus-per-task from the job; pass it on.
   if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then
     SRUN+=(--cpus-per-task="$SLURM_CPUS_PER_TASK")
   fi
   # One task per node. The single-quoted script runs on each node, so $SLURM_NODEID is that
-  # node's own (0 on the head node, which therefore holds global rank 0). Arguments: the rank
-  # flag, how many words make up the launcher command, that command, then the launcher's args.
+  # node's own: 0 on the head node, which hosts the rendezvous (is_host=1). Arguments: how many
+  # words make up the launcher command, the rank flag and the rendezvous-config flag (each ""
+  # when not used), that command, then the launcher's args.
   # shellcheck disable=SC2016
-  run_child "${SRUN[@]}" bash -c 'flag=$1 n=$2; shift 2
-    exec "${@:1:n}" "$flag=$SLURM_NODEID" "${@:n+1}"' gandist-node \
-    "$RANK_FLAG" "${#LAUNCH_BIN[@]}" "${LAUNCH_BIN[@]}" "${LAUNCH_ARGS[@]}"
+  run_child "${SRUN[@]}" bash -c 'n=$1 rank_flag=$2 conf_flag=$3; shift 3
+    node=()
+    [ -n "$rank_flag" ] && node+=("$rank_flag=$SLURM_NODEID")
+    [ -n "$conf_flag" ] && node+=("$conf_flag=is_host=$(( SLURM_NODEID == 0 ))")
+    exec "${@:1:n}" "${node[@]}" "${@:n+1}"' gandist-node \
+    "${#LAUNCH_BIN[@]}" "$RANK_FLAG" "$CONF_FLAG" "${LAUNCH_BIN[@]}" "${LAUNCH_ARGS[@]}"
 fi
 
 # ---------------------------------------------------------------- outcome

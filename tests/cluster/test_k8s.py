@@ -13,10 +13,15 @@
   executables, PYTHONPATH). Pod 1 is then "preempted" (SIGTERM to its PID 1, as the kubelet
   does): both pods must checkpoint and exit 75, the code podFailurePolicy retries for free, and
   the retried pods must resume and complete.
+- Crash rehearsal: the same two pods; one pod's training process is killed (kill -9) while the
+  other pod's is stuck (SIGSTOP, as a rank blocked in an NCCL collective). Through the c10d
+  rendezvous both pods' torchrun restart their workers, which resume from the latest checkpoint
+  within a minute; no pod exits, the run completes and equals an uninterrupted run bit for bit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -32,7 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 
 pytestmark = pytest.mark.cluster
 
@@ -197,6 +204,9 @@ def k8s_check_training_set(docs: list[dict[str, Any]]) -> None:
     # Time to checkpoint: torchrun's SIGKILL deadline, then the status wait, fit in the grace.
     grace = pod["terminationGracePeriodSeconds"]
     assert grace > int(env["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"]) + int(env["STATUS_WAIT_S"])
+    # A crashed rank restarts every pod's workers in place: c10d rendezvous hosted by pod 0,
+    # restarts allowed, a store of their own per attempt (pytorch/pytorch#135712).
+    k8s_check_restarts(trainer["command"][2], env, "JOB_COMPLETION_INDEX")
 
     # Shared memory and the shared volume.
     mounts = {m["name"]: m["mountPath"] for m in trainer["volumeMounts"]}
@@ -211,6 +221,19 @@ def k8s_check_training_set(docs: list[dict[str, Any]]) -> None:
     # The W&B key is optional.
     wandb = next(e for e in trainer["env"] if e["name"] == "WANDB_API_KEY")
     assert wandb["valueFrom"]["secretKeyRef"]["optional"] is True
+
+
+def k8s_check_restarts(script: str, env: dict[str, str], index_var: str) -> None:
+    """The launch script restarts all ranks after a crash: torchrun with a c10d rendezvous on
+    MASTER_ADDR:MASTER_PORT hosted by pod 0 (by `index_var`), MAX_RESTARTS > 0 restarts, a new
+    store per attempt; and it reads status.json whatever torchrun's exit code."""
+    flags = re.sub(r"\\\n\s*", "", script)  # join continued lines
+    assert "--rdzv-backend=c10d" in flags and "--rdzv-backend=static" not in flags
+    assert '--rdzv-endpoint="$MASTER_ADDR:$MASTER_PORT"' in flags
+    assert "is_host=$is_host" in flags and f'if [ "${index_var}" = 0 ]; then is_host=1' in flags
+    assert '--max-restarts="$MAX_RESTARTS"' in flags and int(env["MAX_RESTARTS"]) >= 1
+    assert env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] == "1"
+    assert '[ "$rc" -eq 0 ] && exit 0' not in flags, "exit 0 after a preemption must read status"
 
 
 def docker_entrypoint() -> list[str]:
@@ -306,6 +329,7 @@ def test_pytorchjob_pods_validate_and_agree(tmp_path: Path) -> None:
         assert int(env["GPUS_PER_NODE"]) == int(container["resources"]["limits"]["nvidia.com/gpu"])
         assert "train.resume=auto" in container["args"]
         assert "torchrun" in container["command"][2]
+        k8s_check_restarts(container["command"][2], env, "RANK")
         assert spec["restartPolicy"] == "ExitCode"  # 143 (preempted) is retried, 1-127 are not
 
 
@@ -362,11 +386,45 @@ def test_kustomize_renders_valid_consistent_sets(overlay: str | None, tmp_path: 
 # ---------------------------------------------------------------- rehearsal
 
 
+def _children(pid: int) -> list[int]:
+    """The direct children of a process, from /proc (as the launch script's workers_of)."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        children = _children(todo.pop())
+        found += children
+        todo += children
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 @dataclass
 class K8sPod:
     name: str
     proc: subprocess.Popen[bytes]
     log: Path
+
+    def workers(self) -> list[int]:
+        """The pod's training processes: the children of its torchrun."""
+        agents = [c for c in _children(self.proc.pid) if "torchrun" in _cmdline(c)]
+        return [w for a in agents for w in _children(a) if "gandist" in _cmdline(w)]
 
     def wait(self, timeout: float) -> int:
         try:
@@ -427,12 +485,16 @@ class K8sRehearsal:
             text = re.sub(re.escape(mount) + r"(?=/|$|\s)", str(local), text)
         return text
 
-    def tiny_config(self, steps: int) -> None:
+    def tiny_config(self, steps: int, checkpoint_every: int = 1000) -> None:
         """Shrink the run: same recipe and data path, tiny model and step count."""
         cfg = yaml.safe_load(self.config_file.read_text())
         cfg["model"].update(g_width=8, d_width=8)
         cfg["train"].update(
-            steps=steps, batch_size=16, sample_every=1000, checkpoint_every=1000, log_every=1
+            steps=steps,
+            batch_size=16,
+            sample_every=1000,
+            checkpoint_every=checkpoint_every,
+            log_every=1,
         )
         cfg["data"]["workers"] = 1
         cfg["tracking"]["wandb"] = "disabled"
@@ -503,6 +565,23 @@ class K8sRehearsal:
         env = self.pod_env(0)
         return Path(env["RUN_ROOT"]) / env["RUN_NAME"]
 
+    def start_reference(self, run_name: str, nproc: int) -> K8sPod:
+        """The Job's training, uninterrupted, as one local torchrun of `nproc` processes (the
+        same world size as the pods': the result does not depend on how ranks map to nodes)."""
+        env = self.pod_env(0)
+        args = [self.map_paths(k8s_expand(a, env)) for a in self.trainer["args"]]
+        argv = [
+            str(VENV_BIN / "torchrun"),
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            "-m",
+            "gandist",
+            "train",
+            *args,
+            f"train.run_name={run_name}",
+        ]
+        return self.start(argv, {}, run_name)
+
 
 @pytest.fixture
 def k8s_rehearsal(tmp_path: Path) -> Iterator[K8sRehearsal]:
@@ -518,8 +597,12 @@ def k8s_rehearsal(tmp_path: Path) -> Iterator[K8sRehearsal]:
 
     rehearsal.start = tracked  # type: ignore[method-assign]
     yield rehearsal
-    for proc in started:  # only the process groups this test started
+    for proc in started:  # only the processes this test started
         if proc.poll() is None:
+            # torchrun starts each worker in a session of its own: kill them one by one.
+            for pid in _descendants(proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
@@ -574,5 +657,86 @@ def test_rehearsal_two_pods_train_checkpoint_preempt_resume(k8s_rehearsal: K8sRe
     assert status["state"] == "completed" and status["step"] == steps, status
     state = _trainer_state(run)
     assert state["step"] == steps and state["world_size"] == 2
-    assert "resumed from" in pods[0].log.read_text()
+    # Global rank 0 (which logs) is on whichever pod the c10d rendezvous made rank 0.
+    assert any("resumed from" in p.log.read_text() for p in pods)
     assert not any(p.name.endswith("-2") for p in run.parent.iterdir()), "a retry made a new run"
+
+
+def _resumed_at(pods: list[K8sPod]) -> int | None:
+    """The step rank 0 (on either pod) last said it resumed at, if it did."""
+    found = [
+        int(m.group(1))
+        for p in pods
+        for m in re.finditer(r"resumed from \S+ at step (\d+)", p.log.read_text(errors="replace"))
+    ]
+    return found[-1] if found else None
+
+
+def _last_step(run: Path) -> int:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return max((json.loads(ln)["step"] for ln in lines if ln.strip()), default=0)
+
+
+def test_rehearsal_crashed_rank_restarts_every_pod_from_the_checkpoint(
+    k8s_rehearsal: K8sRehearsal,
+) -> None:
+    """One pod's training process dies (kill -9) while the other pod's is stuck in a collective
+    (SIGSTOP: like a rank blocked in an NCCL allreduce, it neither fails nor answers SIGTERM).
+    torchrun restarts the dead rank's workers; through the c10d rendezvous, the other pod's
+    torchrun restarts its own too (SIGKILL 30 s after SIGTERM). Within a minute every rank is
+    training again from the latest checkpoint, no pod exits until the run completes, and the
+    result equals, bit for bit, the same training never interrupted."""
+    r = k8s_rehearsal
+    steps, every = 16, 4
+    r.tiny_config(steps, checkpoint_every=every)
+    run = r.run_dir()
+
+    pods = [r.start_trainer(i, attempt=1) for i in (0, 1)]
+    _wait_for_steps(run, every + 1, pods, timeout=90)
+    before = [p.workers() for p in pods]
+    assert [len(w) for w in before] == [1, 1], before
+    (stuck,), (crashed,) = before
+    os.kill(stuck, signal.SIGSTOP)
+    os.kill(crashed, signal.SIGKILL)
+    t0 = time.monotonic()
+    checkpoint = _trainer_state(run)["step"]
+    assert checkpoint >= every
+    # The uninterrupted reference trains meanwhile (the stuck worker leaves the CPU free).
+    reference = r.start_reference("reference", nproc=2)
+
+    # Back to training: new workers on both pods, rank 0 resumed from the checkpoint, and a
+    # step after it logged (every step is a collective of both ranks).
+    deadline = t0 + 90
+    while time.monotonic() < deadline:
+        for pod in pods:
+            if pod.proc.poll() is not None:
+                pytest.fail(f"{pod.name} exited {pod.proc.returncode}:\n{pod.tail()}")
+        resumed = _resumed_at(pods)
+        if resumed is not None and _last_step(run) > resumed:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("no rank back training after 90 s:\n" + "\n\n".join(p.tail() for p in pods))
+    recovered = time.monotonic() - t0
+    after = [p.workers() for p in pods]
+    assert resumed == checkpoint, (resumed, checkpoint)
+    assert all(w and not set(w) & set(b) for w, b in zip(after, before, strict=True)), after
+    print(f"crash -> every rank training again from step {resumed}: {recovered:.1f} s")
+    assert recovered < 60, f"recovery took {recovered:.0f} s"
+    logs = [p.log.read_text(errors="replace") for p in pods]
+    assert f"(pid: {crashed})" in logs[1] and "exitcode: -9" in logs[1], pods[1].tail()
+    assert f"Sending process {stuck} closing signal SIGTERM" in logs[0], pods[0].tail()
+
+    # The pods never fail: the run completes in the same attempt.
+    codes = [p.wait(120) for p in pods]
+    assert codes == [0, 0], "\n\n".join(p.tail() for p in pods)
+    status = _status(run)
+    assert status["state"] == "completed" and status["step"] == steps, status
+    assert reference.wait(120) == 0, reference.tail()
+    ref = run.parent / "reference"
+    for stem in ("generator", "discriminator"):
+        got = load_file(run / "checkpoints" / f"step_{steps}" / f"{stem}.safetensors")
+        want = load_file(ref / "checkpoints" / f"step_{steps}" / f"{stem}.safetensors")
+        assert got.keys() == want.keys()
+        unequal = [k for k in want if not torch.equal(got[k], want[k])]
+        assert not unequal, f"{stem}: restarted run != uninterrupted run in {unequal}"

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -257,6 +258,69 @@ def test_slurm_usr1_checkpoints_requeues_and_resumes(slurm_jobs: SlurmJobs, tmp_
     assert status["state"] == "completed" and status["step"] == steps, status
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == f"step_{steps}"
     # One run, no step logged twice: exactly 1..steps in order.
+    assert _metric_steps(run_dir) == list(range(1, steps + 1))
+
+
+def _training_processes(run_name: str) -> list[int]:
+    """The pids of the `gandist train` workers of a run (torchrun's children), from /proc."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv]
+        mine = "gandist" in words and f"train.run_name={run_name}" in words
+        if mine and not any("torchrun" in w for w in words):
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(180)
+def test_slurm_crashed_rank_restarts_all_ranks_in_the_job(
+    slurm_jobs: SlurmJobs, tmp_path: Path
+) -> None:
+    """kill -9 of one training process: torchrun (c10d rendezvous, --max_restarts) stops the
+    other rank and starts both again, they resume from the latest checkpoint within seconds,
+    and the job completes without SLURM ever requeueing it."""
+    steps, every = 60, 5
+    log = tmp_path / "crash.log"
+    overrides = [f"train.steps={steps}", *TINY, f"train.checkpoint_every={every}"]
+    job = slurm_jobs.submit(
+        "train_dcgan.sh", overrides, _job_env(),
+        f"--output={log}", "--gpus-per-node=0", "--cpus-per-task=2", "--time=10",
+    )  # fmt: skip
+    run_name = f"dcgan_digits-{job}"
+    run_dir = tmp_path / "runs" / run_name
+    _wait_for(lambda: log.is_file() and f"step {every + 2}/" in log.read_text(), 90, "step 7", log)
+    workers = _training_processes(run_name)
+    assert len(workers) == 2, workers
+    os.kill(workers[1], signal.SIGKILL)
+    t0 = time.monotonic()
+    _wait_for(lambda: "resumed from" in log.read_text(), 60, "the restarted ranks", log)
+    resumed = re.search(r"resumed from \S*/checkpoints/step_(\d+) at step (\d+)", log.read_text())
+    assert resumed, _tail(log)
+    k = int(resumed.group(2))
+    _wait_for(lambda: f"step {k + 1}/" in log.read_text().split("resumed from")[-1], 60,
+              "a step after the resume", log)  # fmt: skip
+    recovered = time.monotonic() - t0
+    print(f"crash -> both ranks training again from step {k}: {recovered:.1f} s")
+    assert recovered < 60
+    assert k >= every and k % every == 0, k
+    again = _training_processes(run_name)
+    assert len(again) == 2 and not set(again) & set(workers), (workers, again)
+
+    (record,) = slurm_jobs.wait(job, timeout=150, log=log)
+    _assert_completed(record, log)
+    assert record["Restarts"] == "0", record  # torchrun restarted the ranks, not SLURM
+    text = log.read_text()
+    assert f"(pid: {workers[1]})" in text and "exitcode: -9" in text, _tail(log)
+    assert "up to 3 restart(s) after a failed rank" in text
+    assert f"completed at step {steps}" in text, _tail(log)
+    status = _status(run_dir)
+    assert status["state"] == "completed" and status["step"] == steps, status
+    # The restarted attempt rewrote metrics from its checkpoint: each step once, in order.
     assert _metric_steps(run_dir) == list(range(1, steps + 1))
 
 

@@ -17,6 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from gandist import __version__
 from gandist.training.checkpoint import latest_checkpoint
 from gandist.training.preemption import EXIT_PREEMPTED
 from tests.integration.conftest import metrics, run_gandist, train_args
@@ -24,7 +25,7 @@ from tests.integration.conftest import metrics, run_gandist, train_args
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
-def start(args: list[str], cwd: Path, nproc: int = 0) -> subprocess.Popen:
+def start(args: list[str], cwd: Path, nproc: int = 0, max_restarts: int = 0) -> subprocess.Popen:
     if nproc:
         cmd = [
             sys.executable,
@@ -32,6 +33,8 @@ def start(args: list[str], cwd: Path, nproc: int = 0) -> subprocess.Popen:
             "torch.distributed.run",
             "--nproc_per_node",
             str(nproc),
+            "--max_restarts",
+            str(max_restarts),
             "--master_port",
             str(29900 + os.getpid() % 90),
             "-m",
@@ -127,6 +130,35 @@ def test_sigterm_to_torchrun_with_loader_workers_checkpoints(workdir: Path) -> N
     assert "DataLoader worker" not in out
     ck = latest_checkpoint(run)
     assert ck is not None and ck.name == f"step_{status['step']}"
+
+
+def test_preempted_workers_of_a_restarting_agent_exit_0_and_are_not_restarted(
+    workdir: Path,
+) -> None:
+    """Under torchrun --max-restarts N (how slurm/train.sh and k8s/ launch), a worker that exits
+    non-zero makes torchrun restart every worker. After a preemption checkpoint the workers
+    therefore exit 0, not 75: torchrun ends, status.json says "preempted", nothing restarts."""
+    args = train_args(
+        "toy2d_gan.yaml",
+        "train.steps=100000",
+        "train.batch_size=64",
+        "train.run_name=el",
+        "train.checkpoint_every=0",
+    )
+    run = workdir / "runs" / "el"
+    proc = start(args, workdir, nproc=2, max_restarts=2)
+    wait_for_step(run, 3, proc)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+    pids = [int(p) for p in workers.stdout.split()]
+    assert len(pids) == 2, pids
+    os.kill(pids[1], signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-3000:]
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "preempted", out[-3000:]
+    ck = latest_checkpoint(run)
+    assert ck is not None and ck.name == f"step_{status['step']}"
+    assert out.count(f"gandist {__version__}:") == 1 and "resumed from" not in out, out[-3000:]
 
 
 def test_single_process_exit_code_is_documented(workdir: Path) -> None:
