@@ -39,6 +39,8 @@
 #   GANDIST_APPTAINER_ARGS   apptainer mode: extra `exec` options, split on spaces
 #                            (e.g. "--bind /data:/data"); --nv is always passed
 #   GANDIST_LAUNCHER         torchrun (default) | accelerate
+#   GANDIST_MIXED_PRECISION  accelerate launcher: --mixed_precision (no | bf16 | fp16); unset:
+#                            accelerate's config file decides (train.precision=auto follows it)
 #   GANDIST_NPROC_PER_NODE   processes per node (default: GPUs allocated per node, else 1);
 #                            set it for CPU-only runs
 #   GANDIST_MASTER_PORT      rendezvous port on the first node (default 20000 + job id % 20000)
@@ -170,8 +172,12 @@ case "$LAUNCHER" in
     RANK_FLAG=--machine_rank
     LAUNCH_BIN+=(launch)
     LAUNCH_ARGS=(--num_machines="$NNODES" --num_processes="$(( NNODES * NPROC ))"
-                 --main_process_ip="$HEAD" --main_process_port="$PORT" --dynamo_backend=no
-                 --mixed_precision=no)  # silences a warning; gandist sets train.precision itself
+                 --main_process_ip="$HEAD" --main_process_port="$PORT" --dynamo_backend=no)
+    # No --mixed_precision unless asked: accelerate then takes its config file's setting, which
+    # train.precision=auto (the default) follows; an explicit train.precision still wins.
+    if [ -n "${GANDIST_MIXED_PRECISION:-}" ]; then
+      LAUNCH_ARGS+=(--mixed_precision="$GANDIST_MIXED_PRECISION")
+    fi
     if [ "$NNODES" -gt 1 ]; then
       # Without --same_network the endpoint is ip:port; accelerate has no --rdzv_id (the store
       # on this job's port is the job's own anyway).
