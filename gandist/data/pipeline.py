@@ -11,6 +11,7 @@ data.image_size / data.channels apply to shards as to any source: decoding resiz
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import secrets
 import sys
 from collections.abc import Callable
@@ -55,22 +56,33 @@ def ensure_shards(cfg: DataConfig, is_writer: bool, barrier: Callable[[], None])
     """Write the auto shards if they are missing (one writer per node), then wait for them."""
     out = auto_shard_dir(cfg)
     if is_writer and not (out / MANIFEST).is_file():
-        from gandist.data.shards.write import write_shards
-
-        # Small data sets still get AUTO_SHARDS shards (enough for 4 processes x 4 workers).
-        write_shards(
-            cfg.source,
-            out,
-            image_size=cfg.image_size,
-            channels=cfg.channels,
-            min_shards=AUTO_SHARDS,
-            workers=1,
-            data_cfg=cfg,
-            progress=False,
-        )
-        print(f"gandist: wrote shards of {cfg.source} to {out}", flush=True)
+        # Two runs started at once on a cold cache (a sweep, two jobs on one node) would write
+        # the same shards side by side; the lock lets one write while the other waits and then
+        # finds them complete.
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out.parent / f".{out.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (out / MANIFEST).is_file():
+                _write_auto_shards(cfg, out)
     barrier()
     return out
+
+
+def _write_auto_shards(cfg: DataConfig, out: Path) -> None:
+    from gandist.data.shards.write import write_shards
+
+    # Small data sets still get AUTO_SHARDS shards (enough for 4 processes x 4 workers).
+    write_shards(
+        cfg.source,
+        out,
+        image_size=cfg.image_size,
+        channels=cfg.channels,
+        min_shards=AUTO_SHARDS,
+        workers=1,
+        data_cfg=cfg,
+        progress=False,
+    )
+    print(f"gandist: wrote shards of {cfg.source} to {out}", flush=True)
 
 
 def _writable(directory: Path) -> bool:
