@@ -73,9 +73,12 @@ def test_epochs_cover_each_sample_once_and_resume_exactly(
             urls, manifest, local_batch * world, rank, world, seed=seed, workers=0, shuffle_buffer=5
         )
 
-    streams = [stream(r) for r in range(world)]
+    try:
+        streams = [stream(r) for r in range(world)]
+    except ValueError as exc:  # an epoch of zero batches is refused at start-up
+        assert "too few for one batch" in str(exc)
+        return
     n = streams[0].batches_per_epoch
-    assume(n > 0)
     assert all(s.batches_per_epoch == n for s in streams)
     seen = [i for s in streams for _ in range(n) for i in indices_of(next(s)[0])]
     assert len(seen) == len(set(seen))  # no sample twice in an epoch
