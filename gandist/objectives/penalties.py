@@ -29,11 +29,16 @@ def interpolate(real: Tensor, fake: Tensor, eps: Tensor) -> Tensor:
     """x_hat = eps * real + (1 - eps) * fake, one eps per sample, as a fresh leaf needing grad.
 
     The caller draws eps (B,) so it can slice it from a global-batch generator; detaching keeps
-    the penalty's graph from reaching G or the data.
+    the penalty's graph from reaching G or the data. Packed critics (model.pack=k) pass batches
+    grouped as (B / k, k, ...) with eps (B / k, k): still one eps per sample, and the penalty's
+    per-row norm is then per pack (training/critic_view.py).
     """
-    if eps.shape != real.shape[:1]:
-        raise ValueError(f"eps must have shape ({real.shape[0]},), got {tuple(eps.shape)}")
-    e = eps.to(real.dtype).view(-1, *([1] * (real.dim() - 1)))
+    if eps.dim() not in (1, 2) or eps.shape != real.shape[: eps.dim()]:
+        raise ValueError(
+            f"eps must have one weight per sample, shape {tuple(real.shape[:1])} (or (packs, k) "
+            f"for grouped packs), got {tuple(eps.shape)}"
+        )
+    e = eps.to(real.dtype).view(*eps.shape, *([1] * (real.dim() - eps.dim())))
     x_hat = e * real.detach() + (1.0 - e) * fake.detach()
     return x_hat.detach().requires_grad_(True)
 

@@ -29,6 +29,7 @@ import math
 from typing import Any
 
 import torch
+from accelerate.optimizer import AcceleratedOptimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 from gandist.config import OptimizerConfig
@@ -57,7 +58,11 @@ def is_scheduled(cfg: OptimizerConfig) -> bool:
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimizerConfig, total: int) -> LambdaLR:
     """A LambdaLR for `cfg`'s schedule over `total` training steps. Building it sets the
-    optimizer's lr to the step-0 value (0 with warm-up)."""
+    optimizer's lr to the step-0 value (0 with warm-up). An accelerate-wrapped optimizer is
+    scheduled through the torch optimizer inside it (the one the steps call; they share
+    param_groups)."""
+    if isinstance(optimizer, AcceleratedOptimizer):
+        optimizer = optimizer.optimizer
     kind, warmup, ratio = cfg.schedule, cfg.warmup_steps, cfg.min_lr_ratio
     lr_factor(kind, 0, total, warmup, ratio)  # fail now on an unknown kind
 

@@ -20,8 +20,10 @@ from accelerate.utils import DistributedType
 from torch import nn
 
 from gandist.config import LossConfig
+from gandist.objectives.augment import Params, augment
 from gandist.objectives.losses import aux_loss, wasserstein_estimate
 from gandist.objectives.penalties import PENALTIES, Penalty
+from gandist.training.critic_view import penalty_inputs
 
 
 @dataclass
@@ -36,6 +38,10 @@ class GANParts:
     loss: Any  # an adversarial loss from objectives.losses.LOSSES
     loss_cfg: LossConfig
     label_type: str
+    # Techniques (issue #14): D's pack size (model.pack; the packing is inside D, the penalty
+    # needs it for its per-pack norm) and the DiffAugment ops (train.augment, parsed).
+    pack: int = 1
+    augment: tuple[str, ...] = ()
     # Derived once here, not per step (see __post_init__).
     penalty: Penalty = field(init=False, repr=False)
     G_plain: nn.Module = field(init=False, repr=False)
@@ -125,19 +131,23 @@ def discriminator_step(
     eps: torch.Tensor | None,
     *,
     track: bool = True,
+    aug: tuple[Params, Params] | None = None,
 ) -> dict[str, torch.Tensor]:
     """One critic update on this rank's slice; returns detached metrics (no host sync).
 
     `eps` (per-sample interpolation weights) is needed only by penalties that say so
     (`needs_eps`). `track`: also return the scores, the Wasserstein estimate and the gradient
     norm, for a step that will be logged (the norm costs a reduction); d/loss always comes back.
+    `aug`: the real and the fake batch's DiffAugment parameters when train.augment is on; the
+    penalty goes through the real batch's augmentation (training/critic_view.py).
     """
     acc, D, lc = parts.accelerator, parts.D, parts.loss_cfg
     cond = _cond(parts, y)
+    aug_real, aug_fake = aug if aug is not None else (None, None)
     with torch.no_grad():
         fake = parts.G(z, cond)
-    real_out, real_aux = D(real, cond)
-    fake_out, fake_aux = D(fake, cond)
+    real_out, real_aux = D(augment(real, parts.augment, aug_real), cond)
+    fake_out, fake_aux = D(augment(fake, parts.augment, aug_fake), cond)
     real_out, fake_out = _at_least_fp32(real_out), _at_least_fp32(fake_out)
     loss = parts.loss.d(real_out, fake_out)
     metrics: dict[str, torch.Tensor] = {}
@@ -154,7 +164,10 @@ def discriminator_step(
         metrics["d/loss_aux"] = aux.detach()
     penalty = parts.penalty
     if penalty.term is not None:
-        term, extra = penalty.term(D, real, fake, eps, cond, lc, acc.scaler)
+        critic, p_real, p_fake, p_eps = penalty_inputs(
+            D, real, fake, eps, pack=parts.pack, policy=parts.augment, params=aug_real
+        )
+        term, extra = penalty.term(critic, p_real, p_fake, p_eps, cond, lc, acc.scaler)
         loss = loss + term
         metrics.update(extra)
     parts.opt_d_direct.zero_grad(set_to_none=True)
@@ -169,9 +182,15 @@ def discriminator_step(
 
 
 def generator_step(
-    parts: GANParts, y: torch.Tensor, z: torch.Tensor, *, track: bool = True
+    parts: GANParts,
+    y: torch.Tensor,
+    z: torch.Tensor,
+    *,
+    track: bool = True,
+    aug: Params | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One generator update through a frozen, unsynchronised critic (`track` as for D)."""
+    """One generator update through a frozen, unsynchronised critic (`track` as for D; `aug`:
+    the fake batch's DiffAugment parameters when train.augment is on)."""
     acc, D = parts.accelerator, parts.D
     cond = _cond(parts, y)
     d_plain = parts.D_plain
@@ -179,7 +198,7 @@ def generator_step(
     try:
         with acc.no_sync(D) if parts.ddp else contextlib.nullcontext():
             fake = parts.G(z, cond)
-            fake_out, fake_aux = D(fake, cond)
+            fake_out, fake_aux = D(augment(fake, parts.augment, aug), cond)
             loss = parts.loss.g(_at_least_fp32(fake_out))
             metrics = {"g/loss_adv": loss.detach()} if track else {}
             if fake_aux is not None:

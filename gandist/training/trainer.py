@@ -25,6 +25,8 @@ from gandist.data.pipeline import open_stream
 from gandist.data.stream import BatchStream
 from gandist.evaluation.image_eval import ImageEvaluator
 from gandist.evaluation.toy_metrics import evaluate_modes
+from gandist.models.packing import check_pack_batch
+from gandist.objectives.augment import Params, check_data, draw_params, parse_policy
 from gandist.objectives.losses import LOSSES
 from gandist.run_files import CONFIG, EVAL, SAMPLES_DIR, write_status
 from gandist.tracking.artifacts import log_final_model
@@ -46,6 +48,7 @@ from gandist.training.noise import GlobalNoise
 from gandist.training.optimizers import build_optimizer
 from gandist.training.preemption import StopRequest
 from gandist.training.samples import fixed_inputs, open_scorer, render_samples
+from gandist.training.schedules import build_schedules
 from gandist.training.steps import GANParts, discriminator_step, generator_step
 
 
@@ -117,12 +120,26 @@ class Trainer:
             loss=LOSSES.get(cfg.loss.adversarial),
             loss_cfg=cfg.loss,
             label_type=self.info.label_type if cfg.model.condition != "none" else "none",
+            pack=cfg.model.pack,
+            augment=parse_policy(t.augment),
         )
         self.ema: EMAGenerator | None = None
         if t.ema:
             self.ema = EMAGenerator(self.parts.G_plain, t.ema_decay)
         if self.init_from is not None:
             self.init_from.load_ema(self.ema)
+
+        # Techniques (issue #14): whole packs on every rank, augmentation for images only, and
+        # learning-rate schedules that checkpoints carry (registered, not prepared: see
+        # training/schedules.py). Before the checkpoint is loaded, which restores them.
+        check_pack_batch(cfg.model.pack, t.batch_size, acc.num_processes)
+        check_data(self.parts.augment, self.info.kind)
+        self.schedules = build_schedules(
+            {"g": opt_g, "d": opt_d}, {"g": cfg.optim.g, "d": cfg.optim.d}, t.steps
+        )
+        if self.schedules is not None:
+            acc.register_for_checkpointing(self.schedules)
+        self.lr_used = self._learning_rates()  # what the last step ran with (logged as lr/*)
 
         # Per-step state.
         self.noise = GlobalNoise(t.seed, t.batch_size, acc.process_index, acc.num_processes)
@@ -215,6 +232,19 @@ class Trainer:
         eps = self.noise.uniform(self.step, purpose)
         return eps.to(self.acc.device, self.dtype, non_blocking=True)
 
+    def _aug(self, purpose: str) -> Params | None:
+        """DiffAugment's per-sample parameters (train.augment), drawn like eps: per sample of the
+        global batch, one stream per parameter; None when augmentation is off."""
+        if not self.parts.augment:
+            return None
+        dev, dtype = self.acc.device, self.dtype
+
+        def uniform(name: str) -> torch.Tensor:
+            u = self.noise.uniform(self.step, f"{purpose}/{name}")
+            return u.to(dev, dtype, non_blocking=True)
+
+        return draw_params(self.parts.augment, uniform)
+
     def train_step(self) -> dict[str, torch.Tensor]:
         """One outer iteration: n_critic D updates, then one G update."""
         metrics: dict[str, torch.Tensor] = {}
@@ -226,14 +256,20 @@ class Trainer:
             x, y = self._batch()
             z, eps = self._noise(f"d{k}/z"), self._eps(f"d{k}/eps")
             track = logged and k == t.n_critic - 1
-            metrics.update(discriminator_step(self.parts, x, y, z, eps, track=track))
+            aug = self._aug(f"d{k}/aug/real"), self._aug(f"d{k}/aug/fake")
+            metrics.update(discriminator_step(self.parts, x, y, z, eps, track=track, aug=aug))
             self.skipped["d"] += bool(getattr(self.parts.opt_d, "step_was_skipped", False))
         assert y is not None
-        metrics.update(generator_step(self.parts, y, self._noise("g/z"), track=logged))
+        z = self._noise("g/z")
+        metrics.update(generator_step(self.parts, y, z, track=logged, aug=self._aug("g/aug/fake")))
         self.nonfinite.update(metrics["d/loss"], metrics["g/loss"])
         self.skipped["g"] += bool(getattr(self.parts.opt_g, "step_was_skipped", False))
         if self.ema is not None:
             self.ema.update_parameters(self.parts.G_plain)
+        # The learning rates this step ran with (logged), then the next step's (schedules.py).
+        self.lr_used = self._learning_rates()
+        if self.schedules is not None:
+            self.schedules.step()
         self.step += 1
         self.images_seen += t.batch_size * t.n_critic
         return metrics
@@ -368,13 +404,18 @@ class Trainer:
         values = dict(zip(keys, stacked.tolist(), strict=True))
         values["epoch"] = self.stream.epoch + self.stream.position / self.stream.batches_per_epoch
         values["images_seen"] = float(self.images_seen)
-        values["lr/g"] = self.parts.opt_g.param_groups[0]["lr"]
-        values["lr/d"] = self.parts.opt_d.param_groups[0]["lr"]
+        values["lr/g"], values["lr/d"] = self.lr_used
         if self.acc.scaler is not None:  # fp16: skipped optimizer steps so far (all ranks agree)
             values["amp/d_skipped_steps"] = float(self.skipped["d"])
             values["amp/g_skipped_steps"] = float(self.skipped["g"])
             values["amp/loss_scale"] = float(self.acc.scaler.get_scale())
         return values
+
+    def _learning_rates(self) -> tuple[float, float]:
+        return (
+            self.parts.opt_g.param_groups[0]["lr"],
+            self.parts.opt_d.param_groups[0]["lr"],
+        )
 
     def _perf(self, img_per_s: float) -> dict[str, float]:
         out = {
