@@ -33,7 +33,8 @@ def short_epochs(path: Path, data_root: Path, tmp: Path) -> tuple[str, int, int]
     cfg = recipe_config(path, data_root, tmp)
     n_critic = cfg.train.n_critic
     n = open_stream(cfg.data, 1, 0, 1, 0, True, lambda: None).num_samples
-    batch = f"train.batch_size={max(1, n // (2 * n_critic))}"
+    k = cfg.model.pack  # whole packs (PacGAN recipes)
+    batch = f"train.batch_size={max(k, n // (2 * n_critic) // k * k)}"
     cfg = recipe_config(path, data_root, tmp, batch)
     per_epoch = open_stream(cfg.data, cfg.train.batch_size, 0, 1, 0, True, lambda: None)
     per_epoch = per_epoch.batches_per_epoch
