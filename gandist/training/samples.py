@@ -4,6 +4,7 @@ and the image evaluator, set up once. Every function here takes the unwrapped ge
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from gandist.config import Config
 from gandist.data.base import DatasetInfo
 from gandist.data.stream import BatchStream
 from gandist.evaluation.image_eval import ImageEvaluator, Unavailable, open_extractor
+from gandist.evaluation.toy_metrics import evaluate_modes
 from gandist.tracking.images import save_grid, save_scatter
 from gandist.training.noise import fixed_noise
 
@@ -86,3 +88,28 @@ def open_scorer(
             raise FileNotFoundError(f"eval.images=on: {extractor.reason}")
         return None, f"image metrics off: {extractor.reason}"
     return ImageEvaluator(cfg, info, extractor, acc), ""
+
+
+class Scorer:
+    """The run's metrics for its data kind: mode coverage for 2-D mixtures, FID and friends for
+    images when an extractor is available (set up once, on first use). A collective: every rank
+    calls it; the scores come back on the main rank, None elsewhere."""
+
+    def __init__(self, cfg: Config, info: DatasetInfo, acc: Accelerator) -> None:
+        self.cfg, self.info, self.acc = cfg, info, acc
+        self._images: ImageEvaluator | None = None
+        self._checked = False
+
+    def __call__(self, G: torch.nn.Module, say: Callable[[str], None]) -> dict[str, float] | None:
+        if self.info.kind == "image":
+            if not self._checked:
+                self._checked = True
+                self._images, why = open_scorer(self.cfg, self.info, self.acc)
+                if why:
+                    say(why)
+            return None if self._images is None else self._images(G, self.cfg.train.seed)
+        if not self.acc.is_main_process:
+            return None
+        return evaluate_modes(
+            G, self.info.extras, self.cfg.eval.n_samples, self.cfg.train.seed, self.acc.device
+        )

@@ -23,8 +23,6 @@ from gandist.config import Config, dump_yaml
 from gandist.data.base import DatasetInfo
 from gandist.data.pipeline import open_stream
 from gandist.data.stream import BatchStream
-from gandist.evaluation.image_eval import ImageEvaluator
-from gandist.evaluation.toy_metrics import evaluate_modes
 from gandist.models.packing import check_pack_batch
 from gandist.objectives.augment import Params, check_data, draw_params, parse_policy
 from gandist.objectives.losses import LOSSES
@@ -47,7 +45,7 @@ from gandist.training.networks import build_networks, reseed_for_rank, uses_chan
 from gandist.training.noise import GlobalNoise
 from gandist.training.optimizers import build_optimizer
 from gandist.training.preemption import StopRequest
-from gandist.training.samples import fixed_inputs, open_scorer, render_samples
+from gandist.training.samples import Scorer, fixed_inputs, render_samples
 from gandist.training.schedules import build_schedules
 from gandist.training.steps import GANParts, discriminator_step, generator_step
 
@@ -149,8 +147,7 @@ class Trainer:
         self.images_seen = 0
         self.skipped = {"d": 0, "g": 0}  # fp16 optimizer steps skipped by the GradScaler
         self.nonfinite = NonFiniteWatch(acc.device)
-        self._scorer: ImageEvaluator | None = None  # image metrics, set up on first use
-        self._scorer_checked = False
+        self.scorer = Scorer(cfg, self.info, acc)
 
         # Resume, record the run, start tracking.
         self.run_dir = self._choose_run_dir()
@@ -472,34 +469,9 @@ class Trainer:
         return path
 
     def evaluate(self, log: RunLog | None = None) -> dict[str, float] | None:
-        """Metrics that fit the data kind (2-D mixtures: mode coverage; images: FID and friends
-        when an extractor is available); None off the main rank. Every rank calls it."""
+        """The run's metrics (see samples.Scorer); every rank calls it."""
         self._sync_buffers()
-        if self.info.kind == "image":
-            scorer = self._image_evaluator(log)
-            return (
-                None
-                if scorer is None
-                else scorer(self.generator_for_samples(), self.cfg.train.seed)
-            )
-        if not self.acc.is_main_process:
-            return None
-        return evaluate_modes(
-            self.generator_for_samples(),
-            self.info.extras,
-            self.cfg.eval.n_samples,
-            self.cfg.train.seed,
-            self.acc.device,
-        )
-
-    def _image_evaluator(self, log: RunLog | None) -> ImageEvaluator | None:
-        """Set up once, on first use."""
-        if not self._scorer_checked:
-            self._scorer_checked = True
-            self._scorer, why = open_scorer(self.cfg, self.info, self.acc)
-            if why and log is not None:
-                log.message(why)
-        return self._scorer
+        return self.scorer(self.generator_for_samples(), log.message if log else lambda _: None)
 
     def trainer_state(self) -> dict[str, Any]:
         return ckpt.trainer_state(
