@@ -97,7 +97,21 @@ def _toy_extras(cfg) -> dict:
 
 
 def format_scores(record: dict[str, Any]) -> str:
-    """Aligned `name value` lines for the terminal."""
-    rows = [(k, v) for k, v in record.items() if isinstance(v, float) and k != "seconds"]
+    """Aligned `name value` lines for the terminal; per-label scores (`family/label` keys, e.g.
+    cond_label_accuracy/3) share one line per family, as `label:value` pairs."""
+    rows: list[tuple[str, str]] = []
+    families: dict[str, list[str]] = {}
+    for k, v in record.items():
+        if not isinstance(v, float) or k == "seconds":
+            continue
+        family, per_label, label = k.partition("/")
+        if not per_label:
+            rows.append((k, f"{v:.4f}"))
+            continue
+        if family not in families:
+            families[family] = []
+            rows.append((family, ""))
+        families[family].append(f"{label}:{v:.3g}")
+    rows = [(k, text or " ".join(families[k])) for k, text in rows]
     width = max((len(k) for k, _ in rows), default=0)
-    return "\n".join(f"  {k:<{width}} {v:.4f}" for k, v in rows)
+    return "\n".join(f"  {k:<{width}} {text}" for k, text in rows)

@@ -76,10 +76,21 @@ class LabelMap(nn.Module):
 
 
 def generator_encoder(cfg: ModelConfig, info: DatasetInfo) -> LabelEncoder | None:
-    """Every conditional mode feeds G the same way: embed(y) concatenated to z."""
+    """Every conditional mode feeds G the same way: embed(y) concatenated to z.
+
+    A class's vector starts with unit expected norm (entries N(0, 1/embed_dim)), the energy of
+    the one-hot label of the CGAN paper, whatever embed_dim is. PyTorch's N(0, 1) rows have norm
+    sqrt(embed_dim), about 7 at 50 against z's 10: G then learns a lookup table, one image per
+    label, before it learns to use z, and ignores z from then on (docs/experiments.md,
+    "ACGAN on digits: one image per label"). Both model.init schemes get this init: it is what
+    makes the label an input next to z rather than instead of it.
+    """
     if cfg.condition == "none":
         return None
-    return LabelEncoder(info.label_type, info.num_labels, cfg.embed_dim)
+    encoder = LabelEncoder(info.label_type, info.num_labels, cfg.embed_dim)
+    if info.label_type == "class":
+        nn.init.normal_(encoder.embed.weight, 0.0, cfg.embed_dim**-0.5)
+    return encoder
 
 
 def join_latent(z: Tensor, encoder: LabelEncoder | None, y: Tensor | None) -> Tensor:

@@ -41,8 +41,10 @@ def _refresh_spectral_norm(module: nn.Module) -> None:
 def init_weights(net: nn.Module, scheme: str = "normal", std: float = 0.02) -> nn.Module:
     """Initialise `net` in place and return it.
 
-    Label encoders keep PyTorch's init in both schemes: the DCGAN recipe is about feature layers,
-    and an N(0, 0.02) embedding would make the label nearly invisible to G at the start.
+    Label encoders keep the init their constructors gave them in both schemes (PyTorch's; G's
+    class embedding: unit-norm rows, see `conditioning.generator_encoder`): the DCGAN recipe is
+    about feature layers, and an N(0, 0.02) embedding would make the label nearly invisible to
+    G at the start.
     """
     if scheme == "default":
         return net

@@ -34,6 +34,19 @@ def run_gandist(args: list[str], cwd: Path, nproc: int = 0, timeout: int = 300,
     return proc
 
 
+def cpu_torchrun_env() -> dict[str, str]:
+    """The environment for a `torchrun --nproc_per_node N` of CPU (gloo) processes."""
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "ACCELERATE_USE_CPU": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
 def train_args(config: str, *overrides: str) -> list[str]:
     quick = ["train.sample_every=0", "train.log_every=1", "tracking.wandb=disabled"]
     return ["train", str(CONFIGS / config), *quick, *overrides]

@@ -10,7 +10,6 @@ run checks the EMA generator of a BatchNorm recipe across ranks and across a res
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration import recipe_worlds
+from tests.integration.conftest import cpu_torchrun_env
 from tests.recipe_driver import RECIPES, final_state, max_abs_diff, recipe_id
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,14 +29,7 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(1-process output, 2-process output)."""
     base = tmp_path_factory.mktemp("worlds")
     data_root, one, two = base / "data", base / "w1", base / "w2"
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-        "ACCELERATE_USE_CPU": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("WORLD_SIZE", None)
+    env = cpu_torchrun_env()
     cmd = [
         sys.executable,
         "-m",

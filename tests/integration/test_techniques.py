@@ -10,7 +10,6 @@ and learning-rate schedules (optim.*.schedule) together.
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 
 from gandist.run_files import METRICS
 from tests.integration import techniques_worlds
+from tests.integration.conftest import cpu_torchrun_env
 from tests.recipe_driver import REPO, final_state, max_abs_diff, recipe_config, train
 
 TECHNIQUES = [
@@ -69,14 +69,7 @@ def test_resumed_run_with_every_technique_equals_uninterrupted(tmp_path: Path) -
 @pytest.mark.slow
 def test_one_and_two_processes_agree(tmp_path: Path) -> None:
     data_root, one, two = tmp_path / "data", tmp_path / "w1", tmp_path / "w2"
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-        "ACCELERATE_USE_CPU": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("WORLD_SIZE", None)
+    env = cpu_torchrun_env()
     script = Path(techniques_worlds.__file__)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     two.mkdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,17 @@ from gandist.evaluation.features import (
     InceptionExtractor,
     resolve_inception_weights,
 )
-from gandist.evaluation.image_eval import _chunk
-from gandist.evaluation.image_metrics import fid_kid, label_agreement, prdc
+from gandist.evaluation.image_eval import ImageEvaluator, _chunk
+from gandist.evaluation.image_metrics import (
+    conditional_scores,
+    fid_kid,
+    label_agreement,
+    label_diversity,
+    mean_pairwise_distance,
+    per_label_accuracy,
+    prdc,
+    predicted_for_label,
+)
 from gandist.evaluation.reference import load_or_build_reference, real_samples
 from gandist.evaluation.train_evaluator import train_evaluator
 
@@ -177,3 +187,172 @@ def test_train_evaluator_rejects_unlabelled_and_point_data(tmp_path: Path) -> No
         train_evaluator(DataConfig(source="toy2d:ring8", root=str(tmp_path)), progress=False)
     with pytest.raises(ValueError, match="shards"):
         train_evaluator(DataConfig(source="shards:/x", root=str(tmp_path)), progress=False)
+
+
+# ------------------------------------------------- per-label accuracy and diversity within a label
+
+
+def clustered(n_per_label: int, num_labels: int, dim: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """Features of `num_labels` well separated clusters (spread 1 around centres 20 apart)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = 20.0 * torch.eye(num_labels, dim, dtype=torch.float64)
+    y = torch.arange(num_labels).repeat_interleave(n_per_label)
+    x = centres[y] + torch.randn(len(y), dim, generator=g, dtype=torch.float64)
+    return x, y
+
+
+def test_per_label_accuracy_picks_out_the_wrong_label() -> None:
+    # 10 labels, 20 samples each; the evaluator sees the asked label except for label 0, which
+    # the generator draws as a 4: overall accuracy 0.9 hides what the per-label vector shows
+    y = torch.arange(10).repeat(20)
+    seen = torch.where(y == 0, torch.full_like(y, 4), y)
+    logits = torch.nn.functional.one_hot(seen, 10).float() * 5.0
+    acc = per_label_accuracy(logits, y, "class")
+    assert acc.tolist() == [0.0] + [1.0] * 9
+    pred = predicted_for_label(logits, y)
+    assert pred.tolist() == [4, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    scores = conditional_scores(
+        torch.randn(200, 3), y, torch.randn(200, 3), y, "class", 10, fake_logits=logits
+    )
+    assert scores["cond_accuracy"] == pytest.approx(0.9)
+    assert scores["cond_accuracy_min"] == 0.0
+    assert scores["cond_label_accuracy/0"] == 0.0 and scores["cond_label_accuracy/7"] == 1.0
+    assert scores["cond_label_predicted/0"] == 4.0 and scores["cond_label_predicted/4"] == 4.0
+    # a label nobody asked for has no accuracy (NaN), and no key
+    y_some = torch.tensor([1, 1, 2])
+    acc = per_label_accuracy(torch.eye(3)[[1, 2, 2]], y_some, "class")
+    assert math.isnan(acc[0]) and acc[1:].tolist() == [0.5, 1.0]
+    assert predicted_for_label(torch.eye(3)[[1, 2, 2]], y_some).tolist() == [-1, 1, 2]
+    scores = conditional_scores(
+        torch.randn(3, 2), y_some, torch.randn(3, 2), y_some, "class", 3, torch.eye(3)[[1, 2, 2]]
+    )
+    assert "cond_label_accuracy/0" not in scores and scores["cond_accuracy_min"] == 0.5
+
+
+def test_per_label_accuracy_of_label_sets_adds_up_to_iclevr_accuracy() -> None:
+    # sample 0 asks {0, 2}, evaluator's top 2 {0, 1}: label 0 found, label 2 missed
+    # sample 1 asks {1}, top 1 {1}; sample 2 asks {1, 2}, top 2 {2, 3}: 1 missed, 2 found
+    logits = torch.tensor([[3.0, 2.0, -1.0, -5.0], [-1.0, 4.0, -2.0, -3.0], [0.0, -1.0, 5.0, 4.0]])
+    y = torch.tensor([[1.0, 0, 1, 0], [0, 1, 0, 0], [0, 1, 1, 0]])
+    acc = per_label_accuracy(logits, y, "multi")
+    assert acc[:3].tolist() == [1.0, 0.5, 0.5] and math.isnan(acc[3])
+    hits = float((acc[:3] * y.sum(dim=0)[:3]).sum())
+    assert hits / float(y.sum()) == pytest.approx(label_agreement(logits, y, "multi")["accuracy"])
+    scores = conditional_scores(torch.randn(3, 2), y, torch.randn(3, 2), y, "multi", 4, logits)
+    assert scores["cond_accuracy_min"] == 0.5 and "cond_label_accuracy/3" not in scores
+    assert not any(k.startswith("cond_label_predicted") for k in scores)  # classes only
+
+
+def test_diversity_is_zero_for_one_image_per_label_and_one_for_a_perfect_generator() -> None:
+    real, y = clustered(200, 10, 16, 0)
+    perfect, _ = clustered(200, 10, 16, 1)  # a fresh draw of the same distribution
+    div = label_diversity(real, y, perfect, y, "class", 10)
+    assert div.shape == (10,) and ((div - 1).abs() < 0.05).all()
+    # a generator that ignores z: every sample of a label is the same (plausible) image
+    collapsed = real[y * 200]  # the first real sample of each label, repeated
+    assert label_diversity(real, y, collapsed, y, "class", 10).abs().max() < 1e-6
+    # one label collapsed out of ten: the mean barely moves, the minimum does
+    half = torch.where((y == 3)[:, None], collapsed, perfect)
+    scores = conditional_scores(real, y, half, y, "class", 10)
+    assert scores["cond_diversity_min"] < 1e-6 and scores["cond_label_diversity/3"] < 1e-6
+    assert scores["cond_diversity"] == pytest.approx(0.9, abs=0.02)
+    # no evaluator logits (e.g. the inception extractor): diversity only
+    assert not any(k.startswith("cond_label_accuracy") or k == "cond_accuracy" for k in scores)
+    # diverse but shuffled across labels (z used, labels ignored) is not collapse: each label's
+    # samples spread like the whole data set, further than a real label's, so above 1
+    shuffled = perfect[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))]
+    assert label_diversity(real, y, shuffled, y, "class", 10).min() > 2
+
+
+def test_diversity_groups_label_sets_by_each_label_and_skips_small_groups() -> None:
+    real, _ = clustered(50, 4, 8, 0)
+    y = torch.tensor([[1.0, 1, 0, 0], [1, 0, 1, 0], [0, 1, 1, 0], [1, 0, 0, 0]]).repeat(50, 1)
+    fake = real[:1].repeat(len(real), 1)  # one image for every label set
+    div = label_diversity(real, y, fake, y, "multi", 4)
+    assert (div[:3].abs() < 1e-6).all() and math.isnan(div[3])  # nobody asks for label 3
+    one = torch.tensor([0, 1, 1])  # label 0: a single sample, no pair to measure
+    assert math.isnan(label_diversity(real[:3], one, real[:3], one, "class", 2)[0])
+    assert mean_pairwise_distance(torch.tensor([[0.0, 0.0], [3.0, 4.0]])) == pytest.approx(5.0)
+    # the cap takes the first samples of a group, so the value does not depend on later ones
+    real2, y2 = clustered(30, 2, 4, 2)
+    capped = label_diversity(real2, y2, real2, y2, "class", 2, max_per_label=10)
+    extra = torch.cat([real2, 100 * torch.ones(5, 4, dtype=torch.float64)])
+    y_extra = torch.cat([y2, torch.zeros(5, dtype=torch.long)])
+    again = label_diversity(real2, y2, extra, y_extra, "class", 2, max_per_label=10)
+    assert torch.allclose(capped, torch.ones(2, dtype=torch.float64)) and torch.equal(capped, again)
+
+
+class _Rank:
+    """One process of a simulated all_gather (threads meet at a barrier), for `_gather`."""
+
+    def __init__(self, rank: int, world: int, board: list, barrier: threading.Barrier) -> None:
+        self.process_index, self.num_processes = rank, world
+        self.device = torch.device("cpu")
+        self.board, self.barrier = board, barrier
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        self.board[self.process_index] = t.clone()
+        self.barrier.wait(timeout=30)
+        out = torch.cat(self.board)
+        self.barrier.wait(timeout=30)  # nobody writes the next gather before all have read
+        return out
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_conditional_scores_match_on_any_number_of_processes(world: int) -> None:
+    """Each rank extracts its chunk of the samples in batches; `_gather` puts them back in
+    sample order, so every label groups the same samples as on one process."""
+    n, batch = 47, 5  # chunks of unequal size, batches that do not divide them
+    fake, y = clustered(5, 10, 6, 3)
+    fake, y = fake[:n].float(), y[:n]
+    logits = torch.randn(n, 10, generator=torch.Generator().manual_seed(4))
+    real, real_y = clustered(20, 10, 6, 5)
+    whole = conditional_scores(real, real_y, fake, y, "class", 10, logits)
+    board: list = [None] * world
+    barrier = threading.Barrier(world)
+    results: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def rank_main(r: int) -> None:
+        ev = ImageEvaluator.__new__(ImageEvaluator)
+        ev.acc = _Rank(r, world, board, barrier)
+        lo, hi = _chunk(n, r, world)
+        feats = [fake[i : min(i + batch, hi)] for i in range(lo, hi, batch)]
+        lgs = [logits[i : min(i + batch, hi)] for i in range(lo, hi, batch)]
+        f = ev._gather(feats, hi - lo, n, fake.shape[1])
+        lg = ev._gather(lgs, hi - lo, n, 10)
+        results[r] = (f, lg)
+
+    threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    f, lg = results[0]
+    assert torch.equal(f, fake) and torch.equal(lg, logits)
+    assert conditional_scores(real, real_y, f, y, "class", 10, lg) == whole
+
+
+def test_format_scores_folds_per_label_scores_into_one_line_per_family() -> None:
+    from gandist.evaluation.run_eval import format_scores
+
+    record = {
+        "step": 10,
+        "seconds": 1.5,
+        "fid": 2.5,
+        "cond_accuracy": 0.9,
+        "cond_label_accuracy/0": 0.0,
+        "cond_label_accuracy/1": 1.0,
+        "cond_label_predicted/0": 4.0,
+        "cond_label_predicted/1": 1.0,
+        "cond_diversity": 0.25,
+    }
+    lines = format_scores(record).splitlines()
+    assert [line.split()[0] for line in lines] == [
+        "fid",
+        "cond_accuracy",
+        "cond_label_accuracy",
+        "cond_label_predicted",
+        "cond_diversity",
+    ]
+    assert lines[2].split()[1:] == ["0:0", "1:1"] and lines[3].split()[1:] == ["0:4", "1:1"]
+    assert lines[0].split()[1] == "2.5000"
