@@ -65,7 +65,7 @@ def test_discriminator_encoders_and_label_sets_keep_pytorch_init() -> None:
         ModelConfig(arch="dcgan", g_width=8, embed_dim=200, condition="concat"), info("multi")
     )
     bound = NUM_CLASSES**-0.5  # kaiming_uniform(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-    assert float(G.label.embed.weight.abs().max()) <= bound
+    assert float(G.label.embed.weight.detach().abs().max()) <= bound
 
 
 def test_generator_uses_z_at_init() -> None:
