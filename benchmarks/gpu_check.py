@@ -626,10 +626,11 @@ def run(args: argparse.Namespace) -> int:
     report = Report(args.out, args.dry_run, started, budget)
     if args.install:
         status, seconds = args.install.split(":", 1) if ":" in args.install else (args.install, "")
+        # "skipped" is --no-install: the caller brought the Python (an offline GPU machine).
         report.data["parts"]["install"] = {
-            "status": "ok" if status in ("ok", "dry-run") else "failed",
+            "status": "ok" if status in ("ok", "dry-run", "skipped") else "failed",
             "seconds": float(seconds or 0),
-            "summary": status,
+            "summary": "not asked for (--no-install)" if status == "skipped" else status,
         }
     py = sys.executable
     # Time for the training part (start-up is inside train_seconds; then SIGTERM, checkpoint,

@@ -51,14 +51,15 @@ def test_bf16_and_fp32_penalties_agree(tmp_path: Path) -> None:
                 f"train.precision={prec}",
                 "train.steps=1",
                 "train.n_critic=1",
-                f"train.run_name={prec}",
+                f"train.run_name=prec-{prec}",
             ),
             tmp_path,
         )
-    gp = {
-        p: json.loads((tmp_path / f"runs/{p}/metrics.jsonl").read_text().splitlines()[0])["d/gp"]
+    first = {
+        p: (tmp_path / f"runs/prec-{p}/metrics.jsonl").read_text().splitlines()[0]
         for p in ("no", "bf16")
     }
+    gp = {p: json.loads(line)["d/gp"] for p, line in first.items()}
     assert gp["bf16"] == pytest.approx(gp["no"], rel=0.05)
 
 

@@ -44,13 +44,19 @@ DCGAN = [
 ]
 
 
+def _pythonpath() -> str:
+    """The repo first, then the caller's path (a GPU machine may carry packages there)."""
+    return os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+
+
 def probe(tmp_path: Path, argv: list[str], nproc: int = 0, detect: str = "calls") -> list[dict]:
     """Run the probe (one process, or torchrun with nproc CPU processes); every rank's JSON."""
     out = tmp_path / "probe.json"
     args = [*argv, f"train.output_dir={tmp_path / 'runs'}", f"data.root={tmp_path / 'data'}"]
     args += ["--out", str(out), "--detect", detect]
     module = ["-m", "tests.integration.host_sync_probe"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
+    env["PYTHONPATH"] = _pythonpath()
     env.pop("WORLD_SIZE", None)
     if nproc:
         launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
@@ -119,7 +125,7 @@ def test_cuda_steady_steps_make_no_sync(tmp_path: Path, precision: str) -> None:
 def test_stop_poll_agrees_one_check_late_on_every_rank(tmp_path: Path) -> None:
     """The non-blocking stop agreement: a signal on one rank before check 3 is launched at check
     3 and acted on at check 4, by every rank (the same completed allreduce decides)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": _pythonpath()}
     env.pop("WORLD_SIZE", None)
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
     cmd = [*launch, "2", "-m", "tests.integration.stop_poll_probe", str(tmp_path)]
