@@ -140,7 +140,12 @@ class Trainer:
         self.lr_used = self._learning_rates()  # what the last step ran with (logged as lr/*)
 
         # Per-step state.
-        self.noise = GlobalNoise(t.seed, t.batch_size, acc.process_index, acc.num_processes)
+        # z of every update and epsilon, drawn for several steps per pass (training/noise.py)
+        z_of = {f"d{k}/z": cfg.model.z_dim for k in range(t.n_critic)} | {"g/z": cfg.model.z_dim}
+        eps_of = [f"d{k}/eps" for k in range(t.n_critic)] if self.parts.penalty.needs_eps else []
+        self.noise = GlobalNoise(
+            t.seed, t.batch_size, acc.process_index, acc.num_processes, z_of, eps_of
+        )
         self.z_dim = cfg.model.z_dim
         self.dtype = next(self.parts.G_plain.parameters()).dtype
         self.step = 0

@@ -105,6 +105,62 @@ def test_noise_is_standard_normal_and_uniform() -> None:
     assert abs(tail - math.erfc(3 / math.sqrt(2))) < 0.002
 
 
+@given(
+    seed=seeds,
+    step=st.integers(min_value=0, max_value=2**40),
+    per_rank=st.integers(min_value=1, max_value=9),
+    world=st.integers(min_value=1, max_value=8),
+    dims=st.lists(st.integers(min_value=1, max_value=11), min_size=1, max_size=4),
+    n_uniform=st.integers(min_value=0, max_value=6),
+)
+def test_fused_step_draws_do_not_depend_on_the_world_size(
+    seed: int, step: int, per_rank: int, world: int, dims: list[int], n_uniform: int
+) -> None:
+    """The trainer's declared purposes, drawn in one pass per step, split over ranks like one
+    draw per purpose does."""
+    batch = per_rank * world
+    normals = {f"d{i}/z": d for i, d in enumerate(dims)}
+    uniforms = [f"d{i}/eps" for i in range(n_uniform)]
+    one = GlobalNoise(seed, batch, 0, 1, normals, uniforms)
+    split = [GlobalNoise(seed, batch, r, world, normals, uniforms) for r in range(world)]
+    for purpose, d in normals.items():
+        whole = one.normal(step, purpose, d)
+        assert whole.shape == (batch, d) and whole.is_contiguous()
+        assert torch.equal(torch.cat([n.normal(step, purpose, d) for n in split]), whole)
+    for purpose in uniforms:
+        whole = one.uniform(step, purpose)
+        assert whole.shape == (batch,)
+        assert torch.equal(torch.cat([n.uniform(step, purpose) for n in split]), whole)
+
+
+def test_fused_draws_equal_single_draws_and_differ_by_purpose_and_step() -> None:
+    """Declaring a purpose only changes how it is drawn (one pass per step), never its numbers:
+    so turning a penalty or augmentation on leaves z as it was."""
+    normals = {"d0/z": 6, "g/z": 6}
+    n = GlobalNoise(0, 4000, 0, 1, normals, ["d0/eps", "d1/eps"])
+    alone = GlobalNoise(0, 4000, 0, 1)
+    a, b = n.normal(3, "d0/z", 6), n.normal(3, "g/z", 6)
+    assert torch.equal(a, alone.normal(3, "d0/z", 6)) and torch.equal(b, alone.normal(3, "g/z", 6))
+    assert torch.equal(GlobalNoise(0, 4000, 0, 1, {"d0/z": 6}).normal(3, "d0/z", 6), a)
+    assert torch.equal(n.uniform(3, "d1/eps"), alone.uniform(3, "d1/eps"))
+    assert not torch.equal(a, b)
+    assert abs(torch.corrcoef(torch.stack([a[:, 0], b[:, 0]]))[0, 1]) < 0.05
+    assert torch.equal(n.normal(3, "d0/z", 6), a)  # the same step again: the same numbers
+    assert not torch.equal(n.normal(4, "d0/z", 6), a)
+    z = torch.cat([n.normal(s, "g/z", 6) for s in range(5)])
+    assert abs(z.mean()) < 0.02 and abs(z.std() - 1) < 0.02
+    u = n.uniform(3, "d1/eps")
+    assert not torch.equal(u, n.uniform(3, "d0/eps"))
+    assert u.min() >= 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.02
+    # a run resumed mid-pass (first request at step 21) draws what the first run drew there
+    first = GlobalNoise(0, 64, 0, 1, normals, ["d0/eps"])
+    seen = {s: first.normal(s, "g/z", 6) for s in range(40)}
+    resumed = GlobalNoise(0, 64, 0, 1, normals, ["d0/eps"])
+    assert all(torch.equal(resumed.normal(s, "g/z", 6), seen[s]) for s in range(21, 40))
+    # another width than declared is drawn alone (a purpose's rows depend on its width)
+    assert n.normal(3, "g/z", 5).shape == (4000, 5)
+
+
 def test_purposes_and_steps_draw_different_noise() -> None:
     n = GlobalNoise(0, 8, 0, 1)
     assert not torch.equal(n.normal(1, "g/z", 4), n.normal(2, "g/z", 4))
