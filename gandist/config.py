@@ -299,7 +299,16 @@ def _check_value(value: Any, tp: Any, origin: str, key: str) -> Any:
             raise _fail(origin, key, f"expected a number, got {value!r}")
         return float(value)
     if tp is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        if isinstance(value, bool) or value is None:
+            # YAML 1.1 reads no/yes/on/off/true/false/null as these: the word is gone by now
+            raise _fail(
+                origin,
+                key,
+                f"expected a string, got {value!r} (YAML reads no, yes, on, off, true, false "
+                f"and null as booleans or null: quote the word, e.g. {key}='\"no\"' on the "
+                f'command line or {key.rsplit(".", 1)[-1]}: "no" in YAML)',
+            )
+        if not isinstance(value, (str, int, float)):
             raise _fail(origin, key, f"expected a string, got {value!r}")
         return str(value)
     return value

@@ -156,3 +156,12 @@ def test_yaml_booleans_map_onto_choices(tmp_path: Path) -> None:
     assert cfg.train.precision == "no" and cfg.data.shards == "off"
     with pytest.raises(ConfigError, match="loss.adversarial"):
         load_config(p, ["loss.adversarial=off"])  # no such choice: still an error
+
+
+def test_a_yaml_boolean_word_for_a_string_says_how_to_quote_it() -> None:
+    """`train.run_name=no` reaches the config as False (YAML 1.1); the error names the quoting,
+    and the quoted word is taken as written."""
+    p = CONFIGS[0].parent / "dcgan_digits.yaml"
+    with pytest.raises(ConfigError, match=r"train\.run_name: expected a string.*quote the word"):
+        load_config(p, ["train.run_name=no"])
+    assert load_config(p, ['train.run_name="no"']).train.run_name == "no"
