@@ -266,10 +266,10 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
-    """`gandist sweep`; the logic lives in gandist/sweep.py, imported only when called."""
+    """`gandist sweep`; the logic (gandist/sweep.py, sweep_runs.py) is imported only when called."""
 
     def run(args: argparse.Namespace) -> int:
-        from gandist.sweep import run_sweep
+        from gandist.sweep_runs import run_sweep
 
         return run_sweep(
             args.sweep,

@@ -29,8 +29,8 @@ from gandist.sweep import (
     load_sweep,
     plan,
     point_at,
-    run_all,
 )
+from gandist.sweep_runs import run_all
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEPS = REPO / "configs" / "sweeps"
