@@ -7,7 +7,9 @@ import os
 import sys
 
 from gandist import __version__
-from gandist.config import WANDB_MODES, ConfigError, dump_yaml, load_config
+from gandist.cli_data import SHARD_INDEX, add_shard_parsers
+from gandist.cli_eval import add_eval_parsers, add_sefa_parser
+from gandist.config import ConfigError, dump_yaml, load_config
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -44,213 +46,6 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     )
     print(out)
     return 0
-
-
-def _add_source_arguments(p: argparse.ArgumentParser) -> None:
-    """Flags that pick out a data source's samples (shared by shard and train-evaluator)."""
-    p.add_argument("--root", default="data", help="data root (default data)")
-    p.add_argument("--download", action="store_true", help="torchvision: download if missing")
-    p.add_argument("--n-samples", type=int, default=0, help="generated sources: how many")
-    p.add_argument("--seed", type=int, default=0, help="generated sources: seed")
-
-
-def _source_config(args: argparse.Namespace, **fields: object):
-    from gandist.config import DataConfig
-
-    return DataConfig(
-        root=args.root, download=args.download, n_samples=args.n_samples, seed=args.seed, **fields
-    )
-
-
-def _cmd_shard(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from gandist.data.shards.write import write_shards
-
-    report = write_shards(
-        args.source,
-        Path(args.out_dir),
-        image_size=args.image_size,
-        channels=args.channels,
-        shard_size=args.shard_size,
-        shard_bytes=args.shard_bytes,
-        image_format=args.format,
-        workers=args.workers,
-        strict=args.strict,
-        labels_file=args.labels,
-        objects_file=args.objects,
-        data_cfg=_source_config(args),
-    )
-    print(report.summary())
-    print(report.manifest)
-    return 0
-
-
-def _byte_size(text: str) -> int:
-    """argparse type for --shard-bytes; imported lazily so `gandist --help` stays light."""
-    from gandist.data.shards.write import parse_bytes
-
-    try:
-        return parse_bytes(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _add_shard_parser(sub: argparse._SubParsersAction) -> None:
-    h = sub.add_parser(
-        "shard",
-        help="write an image source as WebDataset tar shards plus a dataset.json manifest "
-        "(resumable: a re-run reuses complete shards)",
-    )
-    h.add_argument("source", help="digits | shapes | folder:<path> | torchvision:<Name>")
-    h.add_argument("out_dir", help="directory for data-NNNNNN.tar and dataset.json")
-    size = h.add_mutually_exclusive_group()
-    size.add_argument("--shard-size", type=int, default=0, help="samples per shard (default 1000)")
-    size.add_argument(
-        "--shard-bytes",
-        type=_byte_size,
-        default=0,
-        help="target shard size, e.g. 256MB (KB/MB/GB = 1000^n, KiB/MiB/GiB = 1024^n)",
-    )
-    h.add_argument("--image-size", type=int, default=0, help="square side (default: native)")
-    h.add_argument("--channels", type=int, choices=(1, 3), default=0, help="default: native")
-    h.add_argument("--format", default="png", help="png (default) | jpg | npy")
-    h.add_argument("--workers", type=int, default=1, help="processes writing shards")
-    h.add_argument("--strict", action="store_true", help="any bad input file is an error")
-    h.add_argument(
-        "--labels",
-        default=None,
-        help="folder sources: CSV `filename,label` or JSON {name: label | [labels]}",
-    )
-    h.add_argument("--objects", default=None, help="label vocabulary: JSON list or {name: index}")
-    _add_source_arguments(h)
-    h.set_defaults(func=_cmd_shard)
-    h.epilog = "Shards written by another tool (webdataset.ShardWriter): gandist shard index <dir>"
-
-    i = sub.add_parser(
-        SHARD_INDEX,  # typed as two words; main() joins them (`shard <source>` keeps working)
-        help="describe existing WebDataset shards (e.g. webdataset.ShardWriter's .jpg + .cls) "
-        "in a dataset.json: sample counts, image size and channels, labels; one pass",
-    )
-    i.add_argument(
-        "shards",
-        help="directory | brace pattern (shard-{000000..000099}.tar) | comma list; pipe: URLs too",
-    )
-    i.add_argument(
-        "--out",
-        default=None,
-        help="where to write dataset.json (default: beside the shards; remote shards need it, "
-        "then train with data.manifest=<it>)",
-    )
-    i.add_argument("--workers", type=int, default=4, help="shards read at once (default 4)")
-    i.add_argument(
-        "--force", action="store_true", help="replace a dataset.json written by `gandist shard`"
-    )
-    i.set_defaults(func=_cmd_shard_index)
-
-
-SHARD_INDEX = "shard index"
-
-
-def _cmd_shard_index(args: argparse.Namespace) -> int:
-    from gandist.data.shards.index import run_index_command
-
-    print(run_index_command(args.shards, args.out, args.workers, args.force))
-    return 0
-
-
-def _cmd_sefa(args: argparse.Namespace) -> int:
-    from gandist.evaluation.sefa import run_sefa
-
-    for path in run_sefa(
-        args.path,
-        args.k,
-        args.out,
-        n=args.n,
-        steps=args.steps,
-        distance=args.distance,
-        seed=args.seed,
-        use_ema=not args.no_ema,
-        wandb_mode=args.wandb,
-    ):
-        print(path)
-    return 0
-
-
-def _cmd_eval(args: argparse.Namespace) -> int:
-    from gandist.evaluation.run_eval import evaluate_checkpoint, format_scores
-
-    overrides = list(args.overrides)
-    if args.n:
-        overrides.append(f"eval.n_samples={args.n}")
-    if args.extractor:
-        overrides.append(f"eval.extractor={args.extractor}")
-    if args.evaluator:
-        overrides.append(f"eval.evaluator={args.evaluator}")
-    record, path = evaluate_checkpoint(
-        args.path, overrides, use_ema=not args.no_ema, wandb_mode=args.wandb, out=args.out
-    )
-    if path is not None:
-        print(
-            f"step {record['step']}, {record['n_samples']} samples, {record['extractor']} "
-            f"features, {record['seconds']:.1f} s:"
-        )
-        print(format_scores(record))
-        print(path)
-    return 0
-
-
-def _cmd_train_evaluator(args: argparse.Namespace) -> int:
-    from gandist.evaluation.train_evaluator import train_evaluator
-
-    data = _source_config(
-        args, source=args.source, image_size=args.image_size, channels=args.channels
-    )
-    out, spec = train_evaluator(
-        data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr
-    )
-    scores = ", ".join(f"{k} {v:.4f}" for k, v in spec.heldout.items() if k != "samples")
-    print(f"held-out ({int(spec.heldout['samples'])} samples): {scores}")
-    print(out)
-    return 0
-
-
-def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
-    e = sub.add_parser(
-        "eval",
-        help="score a run or checkpoint: FID, KID, precision/recall, density/coverage, "
-        "conditional accuracy (images) or mode metrics (2-D); works under torchrun too",
-    )
-    e.add_argument("path", help="run directory (latest checkpoint) or checkpoint directory")
-    e.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. eval.nearest_k=3")
-    e.add_argument("--n", type=int, default=0, help="samples (default: the run's eval.n_samples)")
-    e.add_argument("--extractor", choices=("domain", "inception"), default=None)
-    e.add_argument("--evaluator", default=None, help="evaluator directory (domain extractor)")
-    e.add_argument("--out", default=None, help="JSON path (default <run>/evals/step_N-X.json)")
-    e.add_argument(
-        "--wandb",
-        choices=WANDB_MODES,
-        default="",
-        help="W&B mode for the eval run (default: the run's tracking.wandb)",
-    )
-    e.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
-    e.set_defaults(func=_cmd_eval)
-
-    v = sub.add_parser(
-        "train-evaluator",
-        help="train the domain evaluator (a small classifier) of a labelled image data set",
-    )
-    v.add_argument("source", help="digits | shapes | folder:<path> | torchvision:<Name>")
-    v.add_argument("--image-size", type=int, default=0, help="as the run's data.image_size")
-    v.add_argument("--channels", type=int, choices=(1, 3), default=0)
-    _add_source_arguments(v)
-    v.add_argument("--epochs", type=int, default=0, help="default: about 1000 batches")
-    v.add_argument("--batch-size", type=int, default=64)
-    v.add_argument("--lr", type=float, default=3e-3)
-    v.add_argument(
-        "--out", default=None, help="directory (default <root>/evaluators/<data set key>)"
-    )
-    v.set_defaults(func=_cmd_train_evaluator)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -414,23 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
     s.set_defaults(func=_cmd_sample)
     _add_export_parser(sub)
-
-    f = sub.add_parser("sefa", help="latent directions by closed-form factorization (SeFa)")
-    f.add_argument("path", help="run directory (latest checkpoint) or checkpoint directory")
-    f.add_argument("--k", type=int, default=5, help="number of directions (default 5)")
-    f.add_argument("--out", default="sefa", help="output directory (default ./sefa)")
-    f.add_argument("--n", type=int, default=6, help="samples per traversal (default 6)")
-    f.add_argument("--steps", type=int, default=7, help="alphas per traversal (default 7)")
-    f.add_argument("--distance", type=float, default=3.0, help="max |alpha| (default 3)")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
-    f.add_argument(
-        "--wandb",
-        choices=WANDB_MODES,
-        default="disabled",
-        help="also log the traversals to W&B as a `sefa` job of the run (default disabled)",
-    )
-    f.set_defaults(func=_cmd_sefa)
+    add_sefa_parser(sub)
 
     r = sub.add_parser("report", help="write a self-contained HTML report of a run")
     r.add_argument("run", help="run directory")
@@ -442,9 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("overrides", nargs="*")
     c.set_defaults(func=_cmd_config)
 
-    _add_shard_parser(sub)
+    add_shard_parsers(sub)
     _add_sweep_parser(sub)
-    _add_eval_parsers(sub)
+    add_eval_parsers(sub)
     _add_experiments_parsers(sub)
     p.set_defaults(commands=sub.choices)
     return p

@@ -1,0 +1,122 @@
+"""`gandist eval`, `gandist train-evaluator` and `gandist sefa`: their parsers and what they
+call (cli.py assembles the parser)."""
+
+from __future__ import annotations
+
+import argparse
+
+from gandist.cli_data import add_source_arguments, source_config
+from gandist.config import WANDB_MODES
+
+
+def _cmd_sefa(args: argparse.Namespace) -> int:
+    from gandist.evaluation.sefa import run_sefa
+
+    for path in run_sefa(
+        args.path,
+        args.k,
+        args.out,
+        n=args.n,
+        steps=args.steps,
+        distance=args.distance,
+        seed=args.seed,
+        use_ema=not args.no_ema,
+        wandb_mode=args.wandb,
+    ):
+        print(path)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from gandist.evaluation.run_eval import evaluate_checkpoint, format_scores
+
+    overrides = list(args.overrides)
+    if args.n:
+        overrides.append(f"eval.n_samples={args.n}")
+    if args.extractor:
+        overrides.append(f"eval.extractor={args.extractor}")
+    if args.evaluator:
+        overrides.append(f"eval.evaluator={args.evaluator}")
+    record, path = evaluate_checkpoint(
+        args.path, overrides, use_ema=not args.no_ema, wandb_mode=args.wandb, out=args.out
+    )
+    if path is not None:
+        print(
+            f"step {record['step']}, {record['n_samples']} samples, {record['extractor']} "
+            f"features, {record['seconds']:.1f} s:"
+        )
+        print(format_scores(record))
+        print(path)
+    return 0
+
+
+def _cmd_train_evaluator(args: argparse.Namespace) -> int:
+    from gandist.evaluation.train_evaluator import train_evaluator
+
+    data = source_config(
+        args, source=args.source, image_size=args.image_size, channels=args.channels
+    )
+    out, spec = train_evaluator(
+        data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr
+    )
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in spec.heldout.items() if k != "samples")
+    print(f"held-out ({int(spec.heldout['samples'])} samples): {scores}")
+    print(out)
+    return 0
+
+
+def add_eval_parsers(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser(
+        "eval",
+        help="score a run or checkpoint: FID, KID, precision/recall, density/coverage, "
+        "conditional accuracy (images) or mode metrics (2-D); works under torchrun too",
+    )
+    e.add_argument("path", help="run directory (latest checkpoint) or checkpoint directory")
+    e.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. eval.nearest_k=3")
+    e.add_argument("--n", type=int, default=0, help="samples (default: the run's eval.n_samples)")
+    e.add_argument("--extractor", choices=("domain", "inception"), default=None)
+    e.add_argument("--evaluator", default=None, help="evaluator directory (domain extractor)")
+    e.add_argument("--out", default=None, help="JSON path (default <run>/evals/step_N-X.json)")
+    e.add_argument(
+        "--wandb",
+        choices=WANDB_MODES,
+        default="",
+        help="W&B mode for the eval run (default: the run's tracking.wandb)",
+    )
+    e.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
+    e.set_defaults(func=_cmd_eval)
+
+    v = sub.add_parser(
+        "train-evaluator",
+        help="train the domain evaluator (a small classifier) of a labelled image data set",
+    )
+    v.add_argument("source", help="digits | shapes | folder:<path> | torchvision:<Name>")
+    v.add_argument("--image-size", type=int, default=0, help="as the run's data.image_size")
+    v.add_argument("--channels", type=int, choices=(1, 3), default=0)
+    add_source_arguments(v)
+    v.add_argument("--epochs", type=int, default=0, help="default: about 1000 batches")
+    v.add_argument("--batch-size", type=int, default=64)
+    v.add_argument("--lr", type=float, default=3e-3)
+    v.add_argument(
+        "--out", default=None, help="directory (default <root>/evaluators/<data set key>)"
+    )
+    v.set_defaults(func=_cmd_train_evaluator)
+
+
+def add_sefa_parser(sub: argparse._SubParsersAction) -> None:
+    f = sub.add_parser("sefa", help="latent directions by closed-form factorization (SeFa)")
+    f.add_argument("path", help="run directory (latest checkpoint) or checkpoint directory")
+    f.add_argument("--k", type=int, default=5, help="number of directions (default 5)")
+    f.add_argument("--out", default="sefa", help="output directory (default ./sefa)")
+    f.add_argument("--n", type=int, default=6, help="samples per traversal (default 6)")
+    f.add_argument("--steps", type=int, default=7, help="alphas per traversal (default 7)")
+    f.add_argument("--distance", type=float, default=3.0, help="max |alpha| (default 3)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
+    f.add_argument(
+        "--wandb",
+        choices=WANDB_MODES,
+        default="disabled",
+        help="also log the traversals to W&B as a `sefa` job of the run (default disabled)",
+    )
+    f.set_defaults(func=_cmd_sefa)
