@@ -1,7 +1,8 @@
 """Typed run configuration: YAML -> dataclasses, dotted overrides, validation with suggestions.
 
 Every section is a dataclass so the trainer never reads raw dicts. Validation happens once, at
-load, and every error names the file and the dotted key so a typo never reaches a 2-hour job.
+load (types here, rules across keys in config_rules.py), and every error names the file and the
+dotted key so a typo never reaches a 2-hour job.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from gandist.seeds import check_seed
 
 
 class ConfigError(ValueError):
@@ -406,6 +405,8 @@ _YAML11_MISSED_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0
 
 
 def from_dict(raw: dict[str, Any], origin: str = "<config>") -> Config:
+    from gandist.config_rules import validate  # it imports this module's schema
+
     cfg = _build(Config, raw, origin)
     validate(cfg, origin)
     return cfg
@@ -420,118 +421,6 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raw = _deep_merge(raw, parse_override(text))
     origin = f"{path}" + (f" (with overrides {' '.join(overrides)})" if overrides else "")
     return from_dict(raw, origin)
-
-
-def validate(cfg: Config, origin: str = "<config>") -> None:
-    """Cross-field rules that a single key's type cannot express."""
-    m, lo, t = cfg.model, cfg.loss, cfg.train
-    positive = {
-        "model.z_dim": m.z_dim,
-        "model.g_width": m.g_width,
-        "model.d_width": m.d_width,
-        "model.embed_dim": m.embed_dim,
-        "train.steps": t.steps,
-        "train.n_critic": t.n_critic,
-        "train.batch_size": t.batch_size,
-        "train.num_samples": t.num_samples,
-        "train.keep_checkpoints": t.keep_checkpoints,
-        "dist.stop_check_every": cfg.dist.stop_check_every,
-        "tracking.init_timeout_s": cfg.tracking.init_timeout_s,
-        "eval.n_samples": cfg.eval.n_samples,
-        "eval.nearest_k": cfg.eval.nearest_k,
-        "eval.kid_subsets": cfg.eval.kid_subsets,
-        "eval.batch_size": cfg.eval.batch_size,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise _fail(origin, key, f"must be > 0, got {value}")
-    for key in ("sample_every", "checkpoint_every", "log_every"):
-        if getattr(t, key) < 0:
-            raise _fail(origin, f"train.{key}", "must be >= 0 (0 disables)")
-    if m.kernel not in (4, 5):
-        raise _fail(origin, "model.kernel", f"DCGAN kernels are 4 or 5, got {m.kernel}")
-    if m.arch == "dcgan" and cfg.data.image_size and not dcgan_layout(cfg.data.image_size):
-        raise _fail(
-            origin,
-            "data.image_size",
-            f"model.arch=dcgan supports square sizes {', '.join(map(str, DCGAN_IMAGE_SIZES))}; "
-            f"got {cfg.data.image_size} (pick one of them, or 0 for the source's native size)",
-        )
-    if not 0.0 <= m.dropout < 1.0:
-        raise _fail(origin, "model.dropout", f"must be in [0, 1), got {m.dropout}")
-    if not 0.0 < t.ema_decay < 1.0:
-        raise _fail(origin, "train.ema_decay", f"must be in (0, 1), got {t.ema_decay}")
-    for net in ("g", "d"):
-        o = getattr(cfg.optim, net)
-        if o.lr <= 0:
-            raise _fail(origin, f"optim.{net}.lr", f"must be > 0, got {o.lr}")
-        if len(o.betas) != 2:
-            raise _fail(origin, f"optim.{net}.betas", f"needs two numbers, got {o.betas}")
-        if o.warmup_steps < 0:
-            raise _fail(origin, f"optim.{net}.warmup_steps", f"must be >= 0, got {o.warmup_steps}")
-        if not 0.0 <= o.min_lr_ratio <= 1.0:
-            raise _fail(
-                origin, f"optim.{net}.min_lr_ratio", f"must be in [0, 1], got {o.min_lr_ratio}"
-            )
-    _validate_techniques(cfg, origin)
-    if lo.penalty in ("gp", "r1") and m.d_norm == "batch":
-        raise _fail(
-            origin,
-            "model.d_norm",
-            f"loss.penalty={lo.penalty} needs a critic without BatchNorm: the penalty is a "
-            "per-sample input gradient, and BatchNorm mixes samples (so it is wrong, and it "
-            "differs between 1 and N processes). Use d_norm: layer, instance, spectral or none.",
-        )
-    if lo.penalty == "clip" and lo.clip_value <= 0:
-        raise _fail(origin, "loss.clip_value", f"must be > 0, got {lo.clip_value}")
-    # auto is checked at start-up, against what accelerate was launched with.
-    if t.dtype == "float64" and t.precision not in ("no", "auto"):
-        raise _fail(
-            origin,
-            "train.dtype",
-            "float64 cannot be combined with mixed precision; set train.precision=no",
-        )
-    for key, seed in (("train.seed", t.seed), ("data.seed", cfg.data.seed)):
-        try:
-            check_seed(seed, key)
-        except ValueError as exc:
-            raise _fail(origin, key, str(exc).split(": ", 1)[1]) from None
-    if t.max_nonfinite_steps < 1:
-        raise _fail(origin, "train.max_nonfinite_steps", "must be >= 1")
-    if cfg.dist.check_consistency_every < 0:
-        raise _fail(origin, "dist.check_consistency_every", "must be >= 0 (0 disables)")
-    if t.resume not in ("none", "auto") and not t.resume.strip():
-        raise _fail(origin, "train.resume", "use none, auto, or a checkpoint directory")
-
-
-def _validate_techniques(cfg: Config, origin: str) -> None:
-    """model.pack, train.augment (issue #14); the per-process batch is checked at start-up."""
-    m, t = cfg.model, cfg.train
-    if m.pack < 1:
-        raise _fail(origin, "model.pack", f"must be >= 1 (1: no packing), got {m.pack}")
-    if m.pack > 1:
-        if m.condition == "project":
-            raise _fail(
-                origin,
-                "model.pack",
-                f"model.pack={m.pack} cannot be combined with model.condition=project (a "
-                "projection critic scores one label per input, a pack holds k); use concat or "
-                "acgan, or model.pack: 1",
-            )
-        if t.batch_size % m.pack:
-            raise _fail(
-                origin,
-                "train.batch_size",
-                f"{t.batch_size} is not a multiple of model.pack={m.pack}: every process's share "
-                "of the batch must be whole packs; set train.batch_size to a multiple of "
-                "model.pack x processes",
-            )
-    from gandist.objectives.augment import parse_policy  # torch: loaded on use, as registries
-
-    try:
-        parse_policy(t.augment)
-    except ValueError as exc:
-        raise _fail(origin, "train.augment", str(exc).split(": ", 1)[1]) from None
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
