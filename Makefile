@@ -31,6 +31,9 @@ demo: $(STAMP) $(DEMO_EVALUATOR)
 # Pick some with EXPERIMENTS="toy2d_optimizers digits_losses"; ARGS are overrides for every run;
 # THREADS is OMP_NUM_THREADS per run (1 suits small models on a few shared cores). The digits
 # and shapes evaluators come first (once, cached) so the image runs end scored (eval.json).
+# toy2d_recipes (configs/toy2d_grid25.yaml and toy2d_ring8.yaml over seeds 0-2, 6 runs of
+# about 4-5 min each on a 2-core CPU, ~30 min) is not in the default list, which it would make
+# 1.5x longer: EXPERIMENTS=toy2d_recipes runs it.
 EXPERIMENTS ?= toy2d_optimizers digits_losses faces64 conditional_shapes
 THREADS ?= 1
 SHAPES_EVALUATOR := data/evaluators/shapes-64px-nativec-n1000-seed0/evaluator.safetensors
