@@ -1,5 +1,6 @@
-"""What a run tells about itself: the start-up banner, the end-of-run summary, and its W&B run
-(started with the flat config). The trainer passes in what it knows."""
+"""What a run tells about itself: the start-up banner, its W&B run (started with the flat
+config), the files it leaves at the end (status, pictures, eval.json, the model artifact) and
+the end-of-run summary. The trainer passes in what it knows."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 from gandist import __version__
 from gandist.config import Config, to_dict
 from gandist.data.base import DatasetInfo
-from gandist.run_files import EVAL, LOSS_CURVES, METRICS
-from gandist.tracking.artifacts import define_eval_summaries
+from gandist.run_files import EVAL, LOSS_CURVES, METRICS, write_status
+from gandist.tracking.artifacts import define_eval_summaries, log_final_model
+from gandist.tracking.plots import make_gif, plot_losses
 from gandist.tracking.wandb_run import init_kwargs, resolve_settings
 
 
@@ -107,3 +109,45 @@ def start_tracker(acc: Any, cfg: Config, mode: str, run_id: str, run_dir: Path) 
     if acc.is_main_process:  # the best eval/* in the run summary, not only the last
         define_eval_summaries(acc.get_tracker("wandb", unwrap=True))
     return mode
+
+
+def record_end(
+    run_dir: Path,
+    *,
+    preempted: bool,
+    step: int,
+    steps: int,
+    checkpoint: Path,
+    signal: str | None,
+    final_eval: dict[str, float] | None,
+    wandb_run: Any = None,
+    stream: Any = None,
+    ema: bool = False,
+) -> None:
+    """The files a run leaves when it ends (main process only): status.json, the loss curves
+    and samples GIF (with or without W&B), eval.json, and on W&B the final generator as a
+    model artifact (completed runs only: a preempted run goes on)."""
+    write_status(
+        run_dir,
+        "preempted" if preempted else "completed",
+        step=step,
+        steps=steps,
+        checkpoint=str(checkpoint),
+        signal=signal,
+    )
+    plot_losses(run_dir)
+    make_gif(run_dir)
+    if final_eval is not None:
+        (run_dir / EVAL).write_text(json.dumps({"step": step, **final_eval}, indent=2))
+    if wandb_run is not None and not preempted:
+        log_final_model(wandb_run, checkpoint, run_dir, stream, ema=ema)
+
+
+def wandb_local_dir(acc: Any, mode: str) -> Path | None:
+    """The W&B run's local directory (main process, tracking on), for the summary."""
+    if mode == "disabled" or not acc.is_main_process:
+        return None
+    try:
+        return Path(acc.get_tracker("wandb", unwrap=True).dir).parent
+    except Exception:  # noqa: BLE001 - tracker absence must not fail a finished run
+        return None

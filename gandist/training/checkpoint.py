@@ -234,3 +234,16 @@ def trainer_state(
             "source": info.source,
         },
     }
+
+
+def restore(acc: Any, found: Path, stream: Any, ema: Any = None) -> dict[str, Any]:
+    """Load a checkpoint into the prepared objects (accelerate's state: models, optimizers,
+    scaler, schedules, RNGs), the data stream's position and the EMA generator; returns its
+    trainer_state.json (step, images seen, skipped fp16 steps, W&B run id)."""
+    acc.load_state(str(found))
+    state = read_trainer_state(found)
+    stream.load_state_dict(state["data"])
+    if ema is not None:
+        load_module_weights(ema.module, found / "ema_generator.safetensors")
+        ema.load_count(int(state.get("ema_n_averaged", 0)))
+    return state

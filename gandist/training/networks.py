@@ -1,17 +1,23 @@
 """G and D as a run trains them: built from the config, seeded alike on every rank, optionally
 initialised from another run, converted for SyncBatchNorm, dtype and memory layout, before the
-optimizers take their parameters and DDP wraps them."""
+optimizers take their parameters; then wrapped by DDP (`distribute`) into the steps' GANParts."""
 
 from __future__ import annotations
 
+import warnings
+
 import torch
+from accelerate import Accelerator
 from torch import nn
 
 from gandist.config import Config
 from gandist.data.base import DatasetInfo
 from gandist.models import build_discriminator, build_generator
+from gandist.objectives.augment import parse_policy
+from gandist.objectives.losses import LOSSES
 from gandist.seeds import derive_seed
 from gandist.training.init_from import InitFrom, init_networks
+from gandist.training.steps import GANParts
 
 
 def build_networks(
@@ -50,3 +56,32 @@ def uses_channels_last(cfg: Config, info: DatasetInfo) -> bool:
 
 def reseed_for_rank(cfg: Config, rank: int) -> None:
     torch.manual_seed(derive_seed(cfg.train.seed, "rank-rng", rank))
+
+
+def distribute(
+    acc: Accelerator,
+    cfg: Config,
+    info: DatasetInfo,
+    G: nn.Module,
+    D: nn.Module,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+) -> GANParts:
+    """G, D and their optimizers through accelerate's prepare (DDP, AMP), with what the D and
+    G steps need besides (loss, penalty settings, label type, packing, augmentation)."""
+    with warnings.catch_warnings():
+        # torch renamed DDP's broadcast_buffers; accelerate still passes the old name.
+        warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+        G, D, opt_g, opt_d = acc.prepare(G, D, opt_g, opt_d)
+    return GANParts(
+        accelerator=acc,
+        G=G,
+        D=D,
+        opt_g=opt_g,
+        opt_d=opt_d,
+        loss=LOSSES.get(cfg.loss.adversarial),
+        loss_cfg=cfg.loss,
+        label_type=info.label_type if cfg.model.condition != "none" else "none",
+        pack=cfg.model.pack,
+        augment=parse_policy(cfg.train.augment),
+    )

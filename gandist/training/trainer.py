@@ -9,9 +9,8 @@ networks' construction in `training.networks`, sample grids and the evaluator in
 
 from __future__ import annotations
 
-import json
 import time
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +23,17 @@ from gandist.data.base import DatasetInfo
 from gandist.data.pipeline import open_stream
 from gandist.data.stream import BatchStream
 from gandist.models.packing import check_pack_batch
-from gandist.objectives.augment import Params, check_data, draw_params, parse_policy
-from gandist.objectives.losses import LOSSES
-from gandist.run_files import CONFIG, EVAL, SAMPLES_DIR, write_status
-from gandist.tracking.artifacts import log_final_model
-from gandist.tracking.plots import make_gif, plot_losses
+from gandist.objectives.augment import check_data
+from gandist.run_files import CONFIG, SAMPLES_DIR, write_status
 from gandist.tracking.run_log import RunLog
-from gandist.tracking.summary import banner, start_tracker, summary
+from gandist.tracking.step_metrics import progress, reduce_metrics, throughput
+from gandist.tracking.summary import (
+    banner,
+    record_end,
+    start_tracker,
+    summary,
+    wandb_local_dir,
+)
 from gandist.tracking.wandb_run import new_run_id, resolve_mode
 from gandist.training import checkpoint as ckpt
 from gandist.training.distributed import (
@@ -41,13 +44,18 @@ from gandist.training.distributed import (
 )
 from gandist.training.ema import EMAGenerator
 from gandist.training.guard import NonFiniteWatch, check_health, nonfinite_parameters
-from gandist.training.networks import build_networks, reseed_for_rank, uses_channels_last
-from gandist.training.noise import GlobalNoise
+from gandist.training.networks import (
+    build_networks,
+    distribute,
+    reseed_for_rank,
+    uses_channels_last,
+)
 from gandist.training.optimizers import build_optimizer
 from gandist.training.preemption import StopRequest
 from gandist.training.samples import Scorer, fixed_inputs, render_samples
 from gandist.training.schedules import build_schedules
-from gandist.training.steps import GANParts, discriminator_step, generator_step
+from gandist.training.step_inputs import StepInputs
+from gandist.training.steps import discriminator_step, generator_step
 
 
 @dataclass
@@ -103,24 +111,7 @@ class Trainer:
         opt_d = build_optimizer(D.parameters(), cfg.optim.d)
 
         # Distribute.
-        with warnings.catch_warnings():
-            # torch renamed DDP's broadcast_buffers; accelerate still passes the old name.
-            warnings.filterwarnings(
-                "ignore", message=".*broadcast_buffers.*", category=FutureWarning
-            )
-            G, D, opt_g, opt_d = acc.prepare(G, D, opt_g, opt_d)
-        self.parts = GANParts(
-            accelerator=acc,
-            G=G,
-            D=D,
-            opt_g=opt_g,
-            opt_d=opt_d,
-            loss=LOSSES.get(cfg.loss.adversarial),
-            loss_cfg=cfg.loss,
-            label_type=self.info.label_type if cfg.model.condition != "none" else "none",
-            pack=cfg.model.pack,
-            augment=parse_policy(t.augment),
-        )
+        self.parts = distribute(acc, cfg, self.info, G, D, opt_g, opt_d)
         self.ema: EMAGenerator | None = None
         if t.ema:
             self.ema = EMAGenerator(self.parts.G_plain, t.ema_decay)
@@ -133,21 +124,30 @@ class Trainer:
         check_pack_batch(cfg.model.pack, t.batch_size, acc.num_processes)
         check_data(self.parts.augment, self.info.kind)
         self.schedules = build_schedules(
-            {"g": opt_g, "d": opt_d}, {"g": cfg.optim.g, "d": cfg.optim.d}, t.steps
+            {"g": self.parts.opt_g, "d": self.parts.opt_d},
+            {"g": cfg.optim.g, "d": cfg.optim.d},
+            t.steps,
         )
         if self.schedules is not None:
             acc.register_for_checkpointing(self.schedules)
         self.lr_used = self._learning_rates()  # what the last step ran with (logged as lr/*)
 
         # Per-step state.
-        # z of every update and epsilon, drawn for several steps per pass (training/noise.py)
-        z_of = {f"d{k}/z": cfg.model.z_dim for k in range(t.n_critic)} | {"g/z": cfg.model.z_dim}
-        eps_of = [f"d{k}/eps" for k in range(t.n_critic)] if self.parts.penalty.needs_eps else []
-        self.noise = GlobalNoise(
-            t.seed, t.batch_size, acc.process_index, acc.num_processes, z_of, eps_of
-        )
-        self.z_dim = cfg.model.z_dim
         self.dtype = next(self.parts.G_plain.parameters()).dtype
+        self.inputs = StepInputs(
+            self.stream,
+            seed=t.seed,
+            global_batch=t.batch_size,
+            rank=acc.process_index,
+            world_size=acc.num_processes,
+            n_critic=t.n_critic,
+            z_dim=cfg.model.z_dim,
+            needs_eps=self.parts.penalty.needs_eps,
+            augment=self.parts.augment,
+            device=acc.device,
+            dtype=self.dtype,
+            channels_last=self.channels_last,
+        )
         self.step = 0
         self.images_seen = 0
         self.skipped = {"d": 0, "g": 0}  # fp16 optimizer steps skipped by the GradScaler
@@ -155,43 +155,41 @@ class Trainer:
         self.scorer = Scorer(cfg, self.info, acc)
 
         # Resume, record the run, start tracking.
-        self.run_dir = self._choose_run_dir()
+        # The main process decides (it sees what earlier runs left); every rank agrees.
+        self.run_dir = Path(self._agreed(lambda: str(ckpt.choose_run_dir(cfg))))
         self.resumed_from = self._load_checkpoint()
         self._write_run_config()
-        self.run_id = self.run_id or self._mint_run_id()
+        self.run_id = self.run_id or self._agreed(new_run_id)  # W&B's, kept in checkpoints
         if self.mode != "disabled":
             self._init_tracker()
         self.fixed = fixed_inputs(cfg, self.stream)
 
     # ------------------------------------------------------------------ set-up
 
-    def _choose_run_dir(self) -> Path:
-        """The main process decides (it sees what earlier runs left); every rank agrees."""
-        chosen = [str(ckpt.choose_run_dir(self.cfg)) if self.acc.is_main_process else None]
-        broadcast_object_list(chosen)
-        return Path(chosen[0])  # type: ignore[arg-type]
+    def _agreed(self, make: Callable[[], str]) -> str:
+        """A value the main process makes, the same on every rank."""
+        box = [make() if self.acc.is_main_process else None]
+        broadcast_object_list(box)
+        return str(box[0])
 
     def _load_checkpoint(self) -> Path | None:
         """Restore everything a checkpoint holds (train.resume); None for a fresh run."""
-        cfg, acc = self.cfg, self.acc
+        resume = self.cfg.train.resume
         self.run_id = ""
-        found: Path | None = None
-        if cfg.train.resume == "auto":
-            found = ckpt.latest_checkpoint(self.run_dir)
-        elif cfg.train.resume != "none":
-            found = ckpt.resolve_checkpoint(cfg.train.resume)
+        if resume == "none":
+            return None
+        found = (
+            ckpt.latest_checkpoint(self.run_dir)
+            if resume == "auto"
+            else ckpt.resolve_checkpoint(resume)
+        )
         if found is None:
             return None
-        acc.load_state(str(found))
-        state = ckpt.read_trainer_state(found)
+        state = ckpt.restore(self.acc, found, self.stream, self.ema)
         self.step = int(state["step"])
         self.images_seen = int(state.get("images_seen", 0))
         self.skipped = dict(state.get("amp_skipped_steps", self.skipped))
-        self.stream.load_state_dict(state["data"])
         self.run_id = state.get("wandb_run_id", "")
-        if self.ema is not None:
-            ckpt.load_module_weights(self.ema.module, found / "ema_generator.safetensors")
-            self.ema.load_count(int(state.get("ema_n_averaged", 0)))
         return found
 
     def _write_run_config(self) -> None:
@@ -199,71 +197,29 @@ class Trainer:
             (self.run_dir / SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
             (self.run_dir / CONFIG).write_text(dump_yaml(self.cfg))
 
-    def _mint_run_id(self) -> str:
-        """A W&B run id for a fresh run, the same on every rank; kept in every checkpoint."""
-        ids = [new_run_id() if self.acc.is_main_process else None]
-        broadcast_object_list(ids)
-        return str(ids[0])
-
     def _init_tracker(self) -> None:
         """W&B on the main process; an unreachable server falls back to offline, never stops."""
         self.mode = start_tracker(self.acc, self.cfg, self.mode, self.run_id, self.run_dir)
 
     # ------------------------------------------------------------------ the loop
 
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = next(self.stream)
-        dev = self.acc.device
-        x = x.to(dev, dtype=self.dtype, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = y.to(dev, non_blocking=True)
-        if y.is_floating_point():
-            y = y.to(self.dtype)
-        return x, y
-
-    def _noise(self, purpose: str) -> torch.Tensor:
-        z = self.noise.normal(self.step, purpose, self.z_dim)
-        # non_blocking: a blocking host-to-GPU copy waits for the stream (a sync every draw)
-        return z.to(self.acc.device, dtype=self.dtype, non_blocking=True)
-
-    def _eps(self, purpose: str) -> torch.Tensor | None:
-        """Per-sample interpolation weights, drawn only for penalties that use them."""
-        if not self.parts.penalty.needs_eps:
-            return None
-        eps = self.noise.uniform(self.step, purpose)
-        return eps.to(self.acc.device, self.dtype, non_blocking=True)
-
-    def _aug(self, purpose: str) -> Params | None:
-        """DiffAugment's per-sample parameters (train.augment), drawn like eps: per sample of the
-        global batch, one stream per parameter; None when augmentation is off."""
-        if not self.parts.augment:
-            return None
-        dev, dtype = self.acc.device, self.dtype
-
-        def uniform(name: str) -> torch.Tensor:
-            u = self.noise.uniform(self.step, f"{purpose}/{name}")
-            return u.to(dev, dtype, non_blocking=True)
-
-        return draw_params(self.parts.augment, uniform)
-
     def train_step(self) -> dict[str, torch.Tensor]:
         """One outer iteration: n_critic D updates, then one G update."""
         metrics: dict[str, torch.Tensor] = {}
         y = None
-        t = self.cfg.train
-        logged = _due(t.log_every, self.step + 1, t.steps)
+        t, inp, s = self.cfg.train, self.inputs, self.step
+        logged = _due(t.log_every, s + 1, t.steps)
         for k in range(t.n_critic):
             # Only the last critic update's metrics are kept, and only logged steps read them.
-            x, y = self._batch()
-            z, eps = self._noise(f"d{k}/z"), self._eps(f"d{k}/eps")
+            x, y = inp.batch()
+            z, eps = inp.z(s, f"d{k}/z"), inp.eps(s, f"d{k}/eps")
             track = logged and k == t.n_critic - 1
-            aug = self._aug(f"d{k}/aug/real"), self._aug(f"d{k}/aug/fake")
+            aug = inp.aug(s, f"d{k}/aug/real"), inp.aug(s, f"d{k}/aug/fake")
             metrics.update(discriminator_step(self.parts, x, y, z, eps, track=track, aug=aug))
             self.skipped["d"] += bool(getattr(self.parts.opt_d, "step_was_skipped", False))
         assert y is not None
-        z = self._noise("g/z")
-        metrics.update(generator_step(self.parts, y, z, track=logged, aug=self._aug("g/aug/fake")))
+        z, aug_g = inp.z(s, "g/z"), inp.aug(s, "g/aug/fake")
+        metrics.update(generator_step(self.parts, y, z, track=logged, aug=aug_g))
         self.nonfinite.update(metrics["d/loss"], metrics["g/loss"])
         self.skipped["g"] += bool(getattr(self.parts.opt_g, "step_was_skipped", False))
         if self.ema is not None:
@@ -320,8 +276,9 @@ class Trainer:
             values: dict[str, float] = {}
             if _due(t.log_every, s, t.steps):
                 elapsed = time.perf_counter() - window_t
-                values = self._reduce(metrics)
-                values.update(self._perf(window_img / max(elapsed, 1e-9)))
+                values = reduce_metrics(self.acc, metrics)
+                values.update(self._progress())
+                values.update(throughput(window_img / max(elapsed, 1e-9), self.acc.num_processes))
                 self._guard()
                 window_t, window_img = time.perf_counter(), 0
             if _due(cfg.eval.every, s) or s == t.steps:
@@ -357,27 +314,21 @@ class Trainer:
         if self.last_ckpt is None or ckpt.checkpoint_step(self.last_ckpt) != self.step:
             self.last_ckpt = self.save()
         if acc.is_main_process:
-            write_status(
+            run = None if self.mode == "disabled" else acc.get_tracker("wandb", unwrap=True)
+            record_end(
                 self.run_dir,
-                "preempted" if preempted else "completed",
+                preempted=preempted,
                 step=self.step,
                 steps=self.cfg.train.steps,
-                checkpoint=str(self.last_ckpt),
+                checkpoint=self.last_ckpt,
                 signal=stop.signal_name,
+                final_eval=final_eval,
+                wandb_run=run,
+                stream=self.stream,
+                ema=self.ema is not None,
             )
-            plot_losses(self.run_dir)  # local pictures of the run, with or without W&B
-            make_gif(self.run_dir)
-            if final_eval is not None:
-                (self.run_dir / EVAL).write_text(
-                    json.dumps({"step": self.step, **final_eval}, indent=2)
-                )
-            if not preempted and self.mode != "disabled":
-                run = acc.get_tracker("wandb", unwrap=True)
-                log_final_model(
-                    run, self.last_ckpt, self.run_dir, self.stream, ema=self.ema is not None
-                )
         log.close()
-        wandb_dir = self._wandb_dir()
+        wandb_dir = wandb_local_dir(acc, self.mode)
         # Trackers end with the run; the process group stays for the caller (the CLI ends it),
         # so one process can train several runs (the Python API, the recipe test suites).
         for tracker in acc.trackers:
@@ -398,35 +349,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ helpers
 
-    def _reduce(self, metrics: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Mean of each metric over ranks (a collective: every rank calls it)."""
-        keys = sorted(metrics)
-        stacked = torch.stack([metrics[k].float().reshape(()) for k in keys])
-        stacked = self.acc.reduce(stacked, reduction="mean")
-        values = dict(zip(keys, stacked.tolist(), strict=True))
-        values["epoch"] = self.stream.epoch + self.stream.position / self.stream.batches_per_epoch
-        values["images_seen"] = float(self.images_seen)
-        values["lr/g"], values["lr/d"] = self.lr_used
-        if self.acc.scaler is not None:  # fp16: skipped optimizer steps so far (all ranks agree)
-            values["amp/d_skipped_steps"] = float(self.skipped["d"])
-            values["amp/g_skipped_steps"] = float(self.skipped["g"])
-            values["amp/loss_scale"] = float(self.acc.scaler.get_scale())
-        return values
+    def _progress(self) -> dict[str, float]:
+        st = self.stream
+        return progress(
+            st.epoch + st.position / st.batches_per_epoch,
+            self.images_seen,
+            self.lr_used,
+            self.acc.scaler,
+            self.skipped,
+        )
 
     def _learning_rates(self) -> tuple[float, float]:
         return (
             self.parts.opt_g.param_groups[0]["lr"],
             self.parts.opt_d.param_groups[0]["lr"],
         )
-
-    def _perf(self, img_per_s: float) -> dict[str, float]:
-        out = {
-            "perf/img_per_s": img_per_s,
-            "perf/img_per_s_per_device": img_per_s / self.acc.num_processes,
-        }
-        if torch.cuda.is_available():
-            out["perf/gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
-        return out
 
     def _guard(self) -> None:
         """Stop on a streak of non-finite losses or non-finite parameters (a collective)."""
@@ -506,15 +443,6 @@ class Trainer:
             dump_yaml(self.cfg),
             self.cfg.train.keep_checkpoints,
         )
-
-    def _wandb_dir(self) -> Path | None:
-        if self.mode == "disabled" or not self.acc.is_main_process:
-            return None
-        try:
-            run = self.acc.get_tracker("wandb", unwrap=True)
-            return Path(run.dir).parent
-        except Exception:  # noqa: BLE001 - tracker absence must not fail a finished run
-            return None
 
     def _banner(self) -> str:
         return banner(

@@ -84,7 +84,7 @@ def assert_no_steady_syncs(results: list[dict], world_size: int) -> None:
 def assert_detector_works(results: list[dict]) -> None:
     """The busy steps do synchronise (reading the logged metrics): the detector sees them."""
     where = [s["where"] for s in results[0]["records"]]
-    assert any("_reduce" in w for w in where), where
+    assert any("reduce_metrics" in w for w in where), where
 
 
 @pytest.mark.parametrize("argv", [TOY, DCGAN], ids=["toy2d_wgan_gp", "dcgan_digits"])

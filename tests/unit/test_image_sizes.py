@@ -111,7 +111,7 @@ def test_a_real_training_step_at_a_new_size(tmp_path: Path, size: int) -> None:
         ],
     )
     t = Trainer(cfg)
-    x, _ = t._batch()
+    x, _ = t.inputs.batch()
     assert x.shape == (8, 1, size, size)
     before = [p.detach().clone() for p in t.parts.G_plain.parameters()]
     metrics = t.train_step()

@@ -43,7 +43,7 @@ def test_channels_last_switch(tmp_path: Path, on: bool) -> None:
     nhwc = [w.is_contiguous(memory_format=torch.channels_last) for w in weights]
     nchw = [w.is_contiguous() for w in weights]  # (some shapes are both, e.g. 1 input channel)
     assert (all(nhwc) and not all(nchw)) if on else (all(nchw) and not all(nhwc))
-    x, _ = t._batch()
+    x, _ = t.inputs.batch()
     assert x.is_contiguous(memory_format=torch.channels_last) == on
     metrics = t.train_step()  # a full D and G update in that layout
     assert torch.isfinite(metrics["d/loss"]) and torch.isfinite(metrics["g/loss"])
