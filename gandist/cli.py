@@ -138,8 +138,7 @@ def _add_experiments_parsers(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         from gandist.experiments import run_experiment
 
-        failed = run_experiment(args.configs, args.out, args.overrides, args.only, args.threads)
-        return 1 if failed else 0
+        return run_experiment(args.configs, args.out, args.overrides, args.only, args.threads)
 
     def table(args: argparse.Namespace) -> int:
         from gandist.experiments import render

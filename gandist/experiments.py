@@ -26,7 +26,15 @@ from typing import Any
 import yaml
 
 from gandist.child_runs import run_commands
-from gandist.run_files import CONFIG, EVAL, STATUS, eval_records, read_json, read_metrics
+from gandist.run_files import (
+    CONFIG,
+    EVAL,
+    EXIT_PREEMPTED,
+    STATUS,
+    eval_records,
+    read_json,
+    read_metrics,
+)
 
 TIMINGS = "timings.json"
 # The lab reports tabulate losses at these epochs (lab 003: 1/5/10/50/100/150/200).
@@ -332,8 +340,9 @@ def run_experiment(
     threads: int = 0,
 ) -> int:
     """Train the experiment's configs one after the other (they would only fight over the
-    CPUs); returns the number of failed runs. Completed runs are skipped: delete a run's
-    directory to train it again."""
+    CPUs). Completed runs are skipped: delete a run's directory to train it again. A run that
+    stops on a signal (exit 75: SIGTERM, a preemption) stops the experiment too; the same
+    command resumes it. Returns the exit code: 0, 1 when any run failed, or 75 when stopped."""
     out_dir = out_root / config_dir.name
     out_dir.mkdir(parents=True, exist_ok=True)
     timings_path = out_dir / TIMINGS
@@ -357,5 +366,12 @@ def run_experiment(
         timings[config.stem] = {"wall_s": round(wall, 1), "rc": rc, "finished": time.ctime()}
         timings_path.write_text(json.dumps(timings, indent=2) + "\n")
         print(f"[experiments] {config.stem}: exit {rc}, {wall:.0f} s", flush=True)
+        if rc == EXIT_PREEMPTED:
+            print(
+                f"[experiments] stopped at {config.stem} (checkpointed); the same command "
+                "resumes it and trains the rest",
+                flush=True,
+            )
+            return EXIT_PREEMPTED
         failed += rc != 0
-    return failed
+    return 1 if failed else 0

@@ -227,6 +227,26 @@ def test_run_trains_in_order_skips_completed_and_records_wall_time(
     assert set(timings) == {"a", "b"} and timings["b"]["rc"] == 1
 
 
+def test_a_stopped_run_stops_the_experiment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM reaches the running child, which checkpoints and exits 75: the runner must not
+    start the next config (it did), and exits 75 itself so a scheduler requeues it."""
+    configs = tmp_path / "configs" / "exp"
+    configs.mkdir(parents=True)
+    for stem in ("a", "b", "c"):
+        (configs / f"{stem}.yaml").write_text("train: {steps: 1}\n")
+    started: list[str] = []
+
+    def fake_run(commands: list[list[str]], env: dict) -> list[Outcome]:
+        started.append(Path(commands[0][4]).stem)
+        return [Outcome(75 if started[-1] == "b" else 0, 0.5)]
+
+    monkeypatch.setattr(ex, "run_commands", fake_run)
+    rc = cli_main(["experiments", "run", str(configs), "--out", str(tmp_path / "runs")])
+    assert rc == 75 and started == ["a", "b"]
+
+
 @pytest.mark.parametrize("path", EXPERIMENT_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_experiment_config_loads_and_says_what_it_reproduces(path: Path) -> None:
     cfg = load_config(path)
