@@ -288,10 +288,12 @@ def render(
         kind = "toy" if all(r["source"].startswith(("toy2d", "points")) for r in runs) else "image"
     parts = []
     if kind == "toy":
-        parts.append(
-            "Cells: modes captured / total · high-quality share · reverse KL (final step).\n\n"
-            + toy_pivot(runs)
-        )
+        pairs = [(r["loss"], r["optimizer"]) for r in runs]
+        if len(set(pairs)) == len(pairs):  # a grid only when each cell is one run (not seeds)
+            parts.append(
+                "Cells: modes captured / total · high-quality share · reverse KL (final step).\n\n"
+                + toy_pivot(runs)
+            )
         keys: Sequence[str] = TOY_KEYS
     else:
         conditional = any("+" in r["model"] for r in runs)

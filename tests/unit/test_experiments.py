@@ -275,3 +275,15 @@ def test_curve_table_lines_runs_up_by_epoch() -> None:
     many = [{"name": "r", "rows": [{"epoch": e, "m": e} for e in range(1, 31)]}]
     header = ex.curve_table(many, "m", max_cols=4).splitlines()[0]
     assert header == "| m \\ epoch | 1 | 11 | 20 | 30 |"
+
+
+def test_toy_render_of_seeds_of_one_recipe_has_no_merged_grid(tmp_path: Path) -> None:
+    """Seeds of one recipe share (loss, optimizer): a grid cell would show one of them only."""
+    rows = [{"step": 10, "epoch": 2.0, "d/loss": 1.0, "g/loss": 0.5}]
+    for seed, modes in enumerate((8, 7, 6)):
+        _run(
+            tmp_path, f"ring_s{seed}", _toy_cfg("ns", "none", "adam"), rows, _modes(modes, 0.9, 0.0)
+        )
+    out = ex.render(tmp_path)
+    assert "loss \\ optimizer" not in out
+    assert all(f"| ring_s{s} | GAN |" in out for s in range(3))
