@@ -72,16 +72,21 @@ class RunLog:
             )
         if self.use_tracker:
             self.acc.log(values, step=step)
+        if "d/loss" not in values:  # an evaluation between log steps: say what it measured
+            shown = {k[5:]: v for k, v in values.items() if k.startswith("eval/")}
+            text = "  ".join(f"{k} {_fmt(v)}" for k, v in list(shown.items())[:6])
+            self.message(f"step {step}/{self.total}  eval: {text}")
+            return
         if self.bar is not None:
             self.bar.set_postfix(
-                d_loss=_fmt(values.get("d/loss", float("nan"))),
+                d_loss=_fmt(values["d/loss"]),
                 g_loss=_fmt(values.get("g/loss", float("nan"))),
                 img_s=_fmt(values.get("perf/img_per_s", 0.0)),
             )
         else:
             elapsed = time.time() - self._t0
             print(
-                f"step {step}/{self.total}  d_loss {_fmt(values.get('d/loss', float('nan')))}  "
+                f"step {step}/{self.total}  d_loss {_fmt(values['d/loss'])}  "
                 f"g_loss {_fmt(values.get('g/loss', float('nan')))}  "
                 f"img/s {_fmt(values.get('perf/img_per_s', 0.0))}  elapsed {elapsed:.0f}s",
                 flush=True,
