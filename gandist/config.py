@@ -429,3 +429,13 @@ def to_dict(cfg: Config) -> dict[str, Any]:
 
 def dump_yaml(cfg: Config) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def __getattr__(name: str) -> Any:
+    """`from gandist.config import validate` as before the rules moved to config_rules.py (a
+    lazy re-export: config_rules imports this module's schema)."""
+    if name == "validate":
+        from gandist.config_rules import validate
+
+        return validate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
