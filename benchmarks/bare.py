@@ -77,7 +77,7 @@ class BareLoop:
         self.loss = LOSSES.get(cfg.loss.adversarial)
         x, _ = trainer.stream.first_samples(trainer.stream.num_samples)
         self.x = x.to(self.device)
-        if channels_last and self.x.dim() == 4:  # as the trainer's batches (Trainer._batch)
+        if channels_last and self.x.dim() == 4:  # as the trainer's batches (StepInputs.batch)
             self.x = self.x.contiguous(memory_format=torch.channels_last)
         precision = precision or cfg.train.precision
         self.amp = AMP_DTYPES.get(precision)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from gandist import __version__
-from gandist.cli_data import SHARD_INDEX, add_shard_parsers
-from gandist.cli_eval import add_eval_parsers, add_sefa_parser
+from gandist import __version__, cli_data, cli_eval
+from gandist.cli_command import Command
+from gandist.cli_data import SHARD_INDEX
 from gandist.config import ConfigError, dump_yaml, load_config
 
 
@@ -60,27 +61,21 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
-    """`gandist sweep`; the logic (gandist/sweep.py, sweep_runs.py) is imported only when called."""
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from gandist.sweep_runs import run_sweep  # the logic: sweep.py, sweep_runs.py
 
-    def run(args: argparse.Namespace) -> int:
-        from gandist.sweep_runs import run_sweep
-
-        return run_sweep(
-            args.sweep,
-            args.overrides,
-            list_points=args.list,
-            count=args.count,
-            index=args.index,
-            dry_run=args.dry_run,
-            max_parallel=args.max_parallel,
-        )
-
-    w = sub.add_parser(
-        "sweep",
-        help="train every point of a grid of overrides (a sweep file), or one point with "
-        "--index (what each SLURM array task of slurm/sweep.sh runs)",
+    return run_sweep(
+        args.sweep,
+        args.overrides,
+        list_points=args.list,
+        count=args.count,
+        index=args.index,
+        dry_run=args.dry_run,
+        max_parallel=args.max_parallel,
     )
+
+
+def _sweep_arguments(w: argparse.ArgumentParser) -> None:
     w.add_argument("sweep", help="sweep file, e.g. configs/sweeps/wgan_digits.yaml")
     w.add_argument(
         "overrides", nargs="*", help="more dotted overrides for every point (not grid keys)"
@@ -102,61 +97,50 @@ def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
         help="without --index: points trained at once, each its own process (default 1); "
         "CUDA_VISIBLE_DEVICES devices are dealt to them",
     )
-    w.set_defaults(func=run)
 
 
-def _add_export_parser(sub: argparse._SubParsersAction) -> None:
-    """`gandist export`; the logic lives in gandist/export.py, imported only when called."""
+def _cmd_export(args: argparse.Namespace) -> int:
+    from gandist.export import export_generator
 
-    def run(args: argparse.Namespace) -> int:
-        from gandist.export import export_generator
-
-        out, meta = export_generator(args.path, args.format, args.out, use_ema=not args.no_ema)
-        inputs = ", ".join(meta["inputs"])
-        print(
-            f"{out}: {args.format} generator ({meta['weights']} weights, step {meta['step']}); "
-            f"inputs {inputs}; output {meta['output_shape']}"
-        )
-        return 0
-
-    x = sub.add_parser(
-        "export",
-        help="write a run's generator as TorchScript or ONNX, loadable without gandist "
-        "(EMA weights when the run has them)",
+    out, meta = export_generator(args.path, args.format, args.out, use_ema=not args.no_ema)
+    inputs = ", ".join(meta["inputs"])
+    print(
+        f"{out}: {args.format} generator ({meta['weights']} weights, step {meta['step']}); "
+        f"inputs {inputs}; output {meta['output_shape']}"
     )
+    return 0
+
+
+def _export_arguments(x: argparse.ArgumentParser) -> None:
     x.add_argument("path", help="run directory (latest checkpoint) or checkpoint directory")
     x.add_argument("--format", required=True, choices=("torchscript", "onnx"))
     x.add_argument("--out", required=True, help="file to write, e.g. generator.pt / .onnx")
     x.add_argument("--no-ema", action="store_true", help="export the raw generator, not the EMA")
-    x.set_defaults(func=run)
 
 
-def _add_experiments_parsers(sub: argparse._SubParsersAction) -> None:
-    """`gandist experiments run|table`; the logic lives in gandist/experiments.py."""
-    from pathlib import Path
+def _cmd_experiments_run(args: argparse.Namespace) -> int:
+    from gandist.experiments import run_experiment
 
-    def run(args: argparse.Namespace) -> int:
-        from gandist.experiments import run_experiment
+    return run_experiment(args.configs, args.out, args.overrides, args.only, args.threads)
 
-        return run_experiment(args.configs, args.out, args.overrides, args.only, args.threads)
 
-    def table(args: argparse.Namespace) -> int:
-        from gandist.experiments import render
+def _cmd_experiments_table(args: argparse.Namespace) -> int:
+    from gandist.experiments import render
 
-        epochs = [int(e) for e in args.epochs.split(",") if e.strip()]
-        print(render(args.runs, args.kind, args.losses, epochs, args.curve), end="")
-        return 0
+    epochs = [int(e) for e in args.epochs.split(",") if e.strip()]
+    print(render(args.runs, args.kind, args.losses, epochs, args.curve), end="")
+    return 0
 
-    r = sub.add_parser(
-        EXPERIMENTS_RUN, help="train every config of an experiment directory, one after another"
-    )
+
+def _experiments_run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("configs", type=Path, help="e.g. configs/experiments/toy2d_optimizers")
     r.add_argument("overrides", nargs="*", help="dotted overrides for every run")
     r.add_argument("--out", type=Path, default=Path("runs/experiments"))
     r.add_argument("--only", nargs="*", default=[], help="config stems to run (default all)")
     r.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for each run")
-    r.set_defaults(func=run)
-    t = sub.add_parser(EXPERIMENTS_TABLE, help="print an experiment's results as Markdown")
+
+
+def _experiments_table_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("runs", type=Path, help="e.g. runs/experiments/toy2d_optimizers")
     t.add_argument("--kind", choices=("auto", "toy", "image"), default="auto")
     t.add_argument("--losses", action="store_true", help="per-epoch d/g loss table per run")
@@ -167,7 +151,6 @@ def _add_experiments_parsers(sub: argparse._SubParsersAction) -> None:
         default=[],
         help="a logged metric to tabulate per epoch, e.g. eval/modes_captured (repeatable)",
     )
-    t.set_defaults(func=table)
 
 
 EXPERIMENTS_RUN = "experiments run"
@@ -176,21 +159,12 @@ EXPERIMENTS_TABLE = "experiments table"
 TWO_WORDS = (SHARD_INDEX, EXPERIMENTS_RUN, EXPERIMENTS_TABLE)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gandist", description=__doc__)
-    p.add_argument("--version", action="version", version=f"gandist {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser(
-        "train",
-        help="train a GAN from a YAML config (launch with accelerate "
-        "launch or torchrun for several processes)",
-    )
+def _train_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("config", help="YAML config, e.g. configs/dcgan_digits.yaml")
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.d.lr=1e-4")
-    t.set_defaults(func=_cmd_train)
 
-    s = sub.add_parser("sample", help="write samples from a run or checkpoint directory")
+
+def _sample_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("path", help="run directory (uses its latest checkpoint) or checkpoint dir")
     s.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     s.add_argument(
@@ -206,24 +180,75 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
-    s.set_defaults(func=_cmd_sample)
-    _add_export_parser(sub)
-    add_sefa_parser(sub)
 
-    r = sub.add_parser("report", help="write a self-contained HTML report of a run")
+
+def _report_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("run", help="run directory")
     r.add_argument("--out", default=None, help="output file (default <run>/report.html)")
-    r.set_defaults(func=_cmd_report)
 
-    c = sub.add_parser("config", help="print the resolved, validated config")
+
+def _config_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("config")
     c.add_argument("overrides", nargs="*")
-    c.set_defaults(func=_cmd_config)
 
-    add_shard_parsers(sub)
-    _add_sweep_parser(sub)
-    add_eval_parsers(sub)
-    _add_experiments_parsers(sub)
+
+COMMANDS = (
+    Command(
+        "train",
+        "train a GAN from a YAML config (launch with accelerate "
+        "launch or torchrun for several processes)",
+        _train_arguments,
+        _cmd_train,
+    ),
+    Command(
+        "sample", "write samples from a run or checkpoint directory", _sample_arguments, _cmd_sample
+    ),
+    Command(
+        "export",
+        "write a run's generator as TorchScript or ONNX, loadable without gandist "
+        "(EMA weights when the run has them)",
+        _export_arguments,
+        _cmd_export,
+    ),
+    Command(
+        "report", "write a self-contained HTML report of a run", _report_arguments, _cmd_report
+    ),
+    Command("config", "print the resolved, validated config", _config_arguments, _cmd_config),
+    Command(
+        "sweep",
+        "train every point of a grid of overrides (a sweep file), or one point with "
+        "--index (what each SLURM array task of slurm/sweep.sh runs)",
+        _sweep_arguments,
+        _cmd_sweep,
+    ),
+    Command(
+        EXPERIMENTS_RUN,
+        "train every config of an experiment directory, one after another",
+        _experiments_run_arguments,
+        _cmd_experiments_run,
+    ),
+    Command(
+        EXPERIMENTS_TABLE,
+        "print an experiment's results as Markdown",
+        _experiments_table_arguments,
+        _cmd_experiments_table,
+    ),
+)
+# The order `gandist --help` lists them in.
+ORDER = (
+    "train", "sample", "export", "sefa", "report", "config", "shard", SHARD_INDEX, "sweep",
+    "eval", "train-evaluator", EXPERIMENTS_RUN, EXPERIMENTS_TABLE,
+)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gandist", description=__doc__)
+    p.add_argument("--version", action="version", version=f"gandist {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    commands = {c.name: c for c in (*COMMANDS, *cli_data.COMMANDS, *cli_eval.COMMANDS)}
+    assert sorted(commands) == sorted(ORDER), "a subcommand missing from ORDER"
+    for name in ORDER:
+        commands[name].install(sub)
     p.set_defaults(commands=sub.choices)
     return p
 

@@ -1,9 +1,11 @@
-"""`gandist shard` and `gandist shard index`: their parsers and what they call (cli.py
-assembles the parser)."""
+"""`gandist shard` and `gandist shard index`: their arguments and what they run (cli.py
+assembles the parser from COMMANDS)."""
 
 from __future__ import annotations
 
 import argparse
+
+from gandist.cli_command import Command
 
 SHARD_INDEX = "shard index"  # typed as two words; cli.main() joins them
 
@@ -58,12 +60,7 @@ def _byte_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_shard_parsers(sub: argparse._SubParsersAction) -> None:
-    h = sub.add_parser(
-        "shard",
-        help="write an image source as WebDataset tar shards plus a dataset.json manifest "
-        "(resumable: a re-run reuses complete shards)",
-    )
+def _shard_arguments(h: argparse.ArgumentParser) -> None:
     h.add_argument("source", help="digits | shapes | folder:<path> | torchvision:<Name>")
     h.add_argument("out_dir", help="directory for data-NNNNNN.tar and dataset.json")
     size = h.add_mutually_exclusive_group()
@@ -86,14 +83,9 @@ def add_shard_parsers(sub: argparse._SubParsersAction) -> None:
     )
     h.add_argument("--objects", default=None, help="label vocabulary: JSON list or {name: index}")
     add_source_arguments(h)
-    h.set_defaults(func=_cmd_shard)
-    h.epilog = "Shards written by another tool (webdataset.ShardWriter): gandist shard index <dir>"
 
-    i = sub.add_parser(
-        SHARD_INDEX,  # typed as two words; main() joins them (`shard <source>` keeps working)
-        help="describe existing WebDataset shards (e.g. webdataset.ShardWriter's .jpg + .cls) "
-        "in a dataset.json: sample counts, image size and channels, labels; one pass",
-    )
+
+def _shard_index_arguments(i: argparse.ArgumentParser) -> None:
     i.add_argument(
         "shards",
         help="directory | brace pattern (shard-{000000..000099}.tar) | comma list; pipe: URLs too",
@@ -108,7 +100,6 @@ def add_shard_parsers(sub: argparse._SubParsersAction) -> None:
     i.add_argument(
         "--force", action="store_true", help="replace a dataset.json written by `gandist shard`"
     )
-    i.set_defaults(func=_cmd_shard_index)
 
 
 def _cmd_shard_index(args: argparse.Namespace) -> int:
@@ -116,3 +107,22 @@ def _cmd_shard_index(args: argparse.Namespace) -> int:
 
     print(run_index_command(args.shards, args.out, args.workers, args.force))
     return 0
+
+
+COMMANDS = (
+    Command(
+        "shard",
+        "write an image source as WebDataset tar shards plus a dataset.json manifest "
+        "(resumable: a re-run reuses complete shards)",
+        _shard_arguments,
+        _cmd_shard,
+        epilog="Shards written by another tool (webdataset.ShardWriter): gandist shard index <dir>",
+    ),
+    Command(
+        SHARD_INDEX,  # typed as two words; main() joins them (`shard <source>` keeps working)
+        "describe existing WebDataset shards (e.g. webdataset.ShardWriter's .jpg + .cls) "
+        "in a dataset.json: sample counts, image size and channels, labels; one pass",
+        _shard_index_arguments,
+        _cmd_shard_index,
+    ),
+)

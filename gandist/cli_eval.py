@@ -1,10 +1,11 @@
-"""`gandist eval`, `gandist train-evaluator` and `gandist sefa`: their parsers and what they
-call (cli.py assembles the parser)."""
+"""`gandist eval`, `gandist train-evaluator` and `gandist sefa`: their arguments and what they
+run (cli.py assembles the parser from COMMANDS)."""
 
 from __future__ import annotations
 
 import argparse
 
+from gandist.cli_command import Command
 from gandist.cli_data import add_source_arguments, source_config
 from gandist.config import WANDB_MODES
 
@@ -65,12 +66,7 @@ def _cmd_train_evaluator(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_eval_parsers(sub: argparse._SubParsersAction) -> None:
-    e = sub.add_parser(
-        "eval",
-        help="score a run or checkpoint: FID, KID, precision/recall, density/coverage, "
-        "conditional accuracy (images) or mode metrics (2-D); works under torchrun too",
-    )
+def _eval_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("path", help="run directory (latest checkpoint) or checkpoint directory")
     e.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. eval.nearest_k=3")
     e.add_argument("--n", type=int, default=0, help="samples (default: the run's eval.n_samples)")
@@ -84,12 +80,9 @@ def add_eval_parsers(sub: argparse._SubParsersAction) -> None:
         help="W&B mode for the eval run (default: the run's tracking.wandb)",
     )
     e.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
-    e.set_defaults(func=_cmd_eval)
 
-    v = sub.add_parser(
-        "train-evaluator",
-        help="train the domain evaluator (a small classifier) of a labelled image data set",
-    )
+
+def _train_evaluator_arguments(v: argparse.ArgumentParser) -> None:
     v.add_argument("source", help="digits | shapes | folder:<path> | torchvision:<Name>")
     v.add_argument("--image-size", type=int, default=0, help="as the run's data.image_size")
     v.add_argument("--channels", type=int, choices=(1, 3), default=0)
@@ -100,11 +93,9 @@ def add_eval_parsers(sub: argparse._SubParsersAction) -> None:
     v.add_argument(
         "--out", default=None, help="directory (default <root>/evaluators/<data set key>)"
     )
-    v.set_defaults(func=_cmd_train_evaluator)
 
 
-def add_sefa_parser(sub: argparse._SubParsersAction) -> None:
-    f = sub.add_parser("sefa", help="latent directions by closed-form factorization (SeFa)")
+def _sefa_arguments(f: argparse.ArgumentParser) -> None:
     f.add_argument("path", help="run directory (latest checkpoint) or checkpoint directory")
     f.add_argument("--k", type=int, default=5, help="number of directions (default 5)")
     f.add_argument("--out", default="sefa", help="output directory (default ./sefa)")
@@ -119,4 +110,26 @@ def add_sefa_parser(sub: argparse._SubParsersAction) -> None:
         default="disabled",
         help="also log the traversals to W&B as a `sefa` job of the run (default disabled)",
     )
-    f.set_defaults(func=_cmd_sefa)
+
+
+COMMANDS = (
+    Command(
+        "eval",
+        "score a run or checkpoint: FID, KID, precision/recall, density/coverage, "
+        "conditional accuracy (images) or mode metrics (2-D); works under torchrun too",
+        _eval_arguments,
+        _cmd_eval,
+    ),
+    Command(
+        "train-evaluator",
+        "train the domain evaluator (a small classifier) of a labelled image data set",
+        _train_evaluator_arguments,
+        _cmd_train_evaluator,
+    ),
+    Command(
+        "sefa",
+        "latent directions by closed-form factorization (SeFa)",
+        _sefa_arguments,
+        _cmd_sefa,
+    ),
+)
