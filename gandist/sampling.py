@@ -16,8 +16,10 @@ from gandist.config import load_config
 from gandist.data.base import DatasetInfo
 from gandist.models import build_generator
 from gandist.run_files import CONFIG
+from gandist.seeds import derive_seed
 from gandist.tracking.images import save_grid, save_scatter
 from gandist.training.checkpoint import load_module_weights, read_trainer_state, resolve_checkpoint
+from gandist.training.ema import refresh_norm_stats
 
 
 def info_from_state(state: dict) -> DatasetInfo:
@@ -52,6 +54,10 @@ def load_generator(
     if not (use_ema and weights.is_file()):
         weights = ck / "generator.safetensors"
     load_module_weights(G, weights)
+    if weights.name == "ema_generator.safetensors":  # averaged BatchNorm statistics: recompute
+        n_labels = info.num_labels if info.label_type != "none" else 0
+        seed = derive_seed(cfg.train.seed, "norm-stats")
+        refresh_norm_stats(G, info.label_type, n_labels, seed)
     G.eval()
     return G, info, ck
 

@@ -25,6 +25,7 @@ from gandist.data.stream import BatchStream
 from gandist.models.packing import check_pack_batch
 from gandist.objectives.augment import check_data
 from gandist.run_files import CONFIG, SAMPLES_DIR, write_status
+from gandist.seeds import derive_seed
 from gandist.tracking.run_log import RunLog
 from gandist.tracking.step_metrics import progress, reduce_metrics, throughput
 from gandist.tracking.summary import (
@@ -390,7 +391,10 @@ class Trainer:
         sync_buffers(self.acc, *self._networks().values())
 
     def generator_for_samples(self) -> torch.nn.Module:
-        return self.ema.module if self.ema is not None else self.parts.G_plain
+        if self.ema is None:
+            return self.parts.G_plain
+        lt, seed = self.parts.label_type, derive_seed(self.cfg.train.seed, "norm-stats")
+        return self.ema.for_sampling(lt, self.info.num_labels if lt != "none" else 0, seed)
 
     def write_samples(self, log: RunLog | None = None) -> Path | None:
         """Fixed-input grid (or scatter) from the unwrapped G; every rank syncs buffers first."""

@@ -37,3 +37,51 @@ def test_a_loaded_count_keeps_the_average() -> None:
     ema.update_parameters(net)
     assert torch.allclose(ema.module.weight, torch.full((2, 2), 2.0))
     assert int(ema.n_averaged) == 4
+
+
+class _G(torch.nn.Module):
+    """A conditional MLP generator with BatchNorm, as gandist's G signature: G(z, y)."""
+
+    z_dim = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(3, 4)
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8))
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return self.net(z + (0 if y is None else self.embed(y)))
+
+
+def test_sampling_copy_has_the_averaged_networks_own_norm_statistics() -> None:
+    """The EMA averages BatchNorm's running statistics along with the weights, which then
+    describe other networks: the sampling copy recomputes them from its own activations, and
+    leaves the EMA (the training state) untouched."""
+    torch.manual_seed(0)
+    G = _G()
+    ema = EMAGenerator(G, 0.5)
+    opt = torch.optim.SGD(G.parameters(), lr=0.2)
+    for _ in range(6):
+        opt.zero_grad()
+        out = G(torch.randn(64, 4) + 2, torch.randint(3, (64,)))
+        (out - torch.arange(8.0)).pow(2).mean().backward()
+        opt.step()
+        ema.update_parameters(G)
+    before = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    copy_ = ema.for_sampling("class", 3, seed=7)
+    assert all(torch.equal(v, ema.module.state_dict()[k]) for k, v in before.items())
+    assert not copy_.training
+    bn = copy_.net[1]
+    g = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        h = copy_.net[0](
+            torch.randn(20000, 4, generator=g)
+            + copy_.embed(torch.randint(3, (20000,), generator=g))
+        )
+    assert torch.allclose(bn.running_mean, h.mean(0), atol=0.05)
+    assert torch.allclose(bn.running_var, h.var(0), rtol=0.1)
+    # the averaged statistics were another network's (trained on z + 2: means near 2x the weights)
+    assert not torch.allclose(before["net.1.running_mean"], h.mean(0), atol=0.05)
+    # deterministic: the same seed gives the same statistics
+    again = ema.for_sampling("class", 3, seed=7)
+    assert torch.equal(again.net[1].running_mean, bn.running_mean)
