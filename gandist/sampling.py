@@ -15,6 +15,7 @@ import torch
 from gandist.config import load_config
 from gandist.data.base import DatasetInfo
 from gandist.models import build_generator
+from gandist.models.conditioning import random_labels
 from gandist.run_files import CONFIG
 from gandist.seeds import derive_seed
 from gandist.tracking.images import save_grid, save_scatter
@@ -88,16 +89,9 @@ def parse_labels(text: str | None, info: DatasetInfo, n: int) -> tuple[torch.Ten
             per = max(1, n // info.num_labels)
             return torch.arange(info.num_labels).repeat_interleave(per), per
         return torch.full((n,), index(text), dtype=torch.long), 0
-    y = torch.zeros(n, info.num_labels)
     if text is None:
-        g = torch.Generator().manual_seed(0)
-        for row in y:
-            row[
-                torch.randperm(info.num_labels, generator=g)[
-                    : int(torch.randint(1, 4, (1,), generator=g))
-                ]
-            ] = 1
-        return y, 0
+        return random_labels("multi", info.num_labels, n, torch.Generator().manual_seed(0)), 0
+    y = torch.zeros(n, info.num_labels)
     for tok in text.split(","):
         y[:, index(tok)] = 1
     return y, 0

@@ -128,3 +128,15 @@ class CriticHead(nn.Module):
         # (packs, k * K) -> (B, K): every member's logits, in sample order
         aux = unpack_rows(self.aux(h), self.pack) if self.aux is not None else None
         return adv, aux
+
+
+def random_labels(label_type: str, num_labels: int, n: int, g: torch.Generator) -> Tensor:
+    """n labels as a conditional G is asked for them without a choice: uniform classes, or
+    sets of 1-3 labels (multi-label data)."""
+    if label_type == "class":
+        return torch.randint(num_labels, (n,), generator=g)
+    y = torch.zeros(n, num_labels)
+    for row in y:
+        perm = torch.randperm(num_labels, generator=g)
+        row[perm[: int(torch.randint(1, min(3, num_labels) + 1, (1,), generator=g))]] = 1
+    return y

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from gandist.models.conditioning import random_labels
+
 
 class EMAGenerator(AveragedModel):
     """Exponential moving average of a generator's parameters and buffers (BatchNorm included)."""
@@ -25,16 +27,26 @@ class EMAGenerator(AveragedModel):
         super().__init__(model, use_buffers=True, multi_avg_fn=get_ema_multi_avg_fn(decay))
         self.decay = decay
         self._count: int | None = None  # host mirror of n_averaged; None: read it once
+        self._sampling: tuple[tuple, nn.Module] | None = None  # for_sampling's copy, by state
 
     def for_sampling(self, label_type: str, num_labels: int, seed: int) -> nn.Module:
-        """A copy of the averaged generator with its BatchNorm statistics recomputed
-        (refresh_norm_stats); the training state is left as it is, so resumes stay exact."""
-        return refresh_norm_stats(copy.deepcopy(self.module), label_type, num_labels, seed)
+        """The averaged generator to sample from: without BatchNorm the module itself, else a
+        copy with its statistics recomputed (refresh_norm_stats), made once per EMA update (a
+        step's evaluation and sample grid share it). The training state is left as it is, so
+        resumes stay exact."""
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.module.modules()):
+            return self.module
+        key = (self._count, label_type, num_labels, seed)
+        if self._sampling is None or self._sampling[0] != key:
+            G = refresh_norm_stats(copy.deepcopy(self.module), label_type, num_labels, seed)
+            self._sampling = (key, G)
+        return self._sampling[1]
 
     def load_count(self, n: int) -> None:
         """Set the number of averaged models (a resume or init_from)."""
         self.n_averaged.fill_(n)
         self._count = n
+        self._sampling = None  # the weights were just loaded
 
     @torch.no_grad()
     def update_parameters(self, model: nn.Module) -> None:
@@ -58,17 +70,6 @@ class EMAGenerator(AveragedModel):
                 torch._foreach_lerp_(mine, theirs, 1 - self.decay)
         self.n_averaged.add_(1)
         self._count += 1
-
-
-def _random_labels(label_type: str, num_labels: int, n: int, g: torch.Generator) -> torch.Tensor:
-    """Labels as a conditional G sees them: uniform classes, or sets of 1-3 labels."""
-    if label_type == "class":
-        return torch.randint(num_labels, (n,), generator=g)
-    y = torch.zeros(n, num_labels)
-    for row in y:
-        k = int(torch.randint(1, min(3, num_labels) + 1, (1,), generator=g))
-        row[torch.randperm(num_labels, generator=g)[:k]] = 1
-    return y
 
 
 @torch.no_grad()
@@ -103,7 +104,7 @@ def refresh_norm_stats(
     for lo in range(0, n, batch):
         b = min(batch, n - lo)
         z = torch.randn(b, G.z_dim, generator=g)
-        y = None if label_type == "none" else _random_labels(label_type, num_labels, b, g)
+        y = None if label_type == "none" else random_labels(label_type, num_labels, b, g)
         G(z.to(p.device, p.dtype), None if y is None else y.to(p.device))
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum

@@ -21,6 +21,7 @@ tight loop (~0.2 ms, 5-7% of a 2-D toy's step; docs/performance.md, "Small model
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -78,6 +79,7 @@ def uniform_rows(key: int, lo: int, hi: int, region: int = 0) -> torch.Tensor:
     return torch.from_numpy(_unit(raw, open_left=False))
 
 
+@functools.cache
 def _region(purpose: str) -> int:
     """Where a purpose's rows start in a step's Philox counter space (2^256 blocks): 2^128 apart
     times a hash, so no two purposes' rows (at most 2^64 blocks each) can overlap."""
@@ -107,11 +109,10 @@ class GlobalNoise:
         self.global_batch = global_batch
         self.part = rank_slice(global_batch, rank, world_size)
         self._normals = dict(normals or {})
-        self._uniforms = list(uniforms)
-        self._regions: dict[str, int] = {}
+        self._uniforms = dict.fromkeys(uniforms, 1)  # one number per sample
         # Steps drawn per pass: up to AHEAD, fewer when a step's numbers are many.
         per_step = (self.part.stop - self.part.start) * (
-            sum(self._normals.values()) + len(uniforms)
+            sum(self._normals.values()) + len(self._uniforms)
         )
         self._ahead = max(1, min(AHEAD, AHEAD_NUMBERS // max(1, per_step)))
         self._drawn: dict[int, dict[str, torch.Tensor]] = {}
@@ -119,26 +120,21 @@ class GlobalNoise:
     def key(self, step: int) -> int:
         return derive_seed(self.seed, "step-noise", step)
 
-    def region(self, purpose: str) -> int:
-        if purpose not in self._regions:
-            self._regions[purpose] = _region(purpose)
-        return self._regions[purpose]
-
     def normal(self, step: int, purpose: str, *shape: int) -> torch.Tensor:
         """This rank's rows of a (global_batch, *shape) standard normal tensor (float32)."""
         dim = math.prod(shape)
         if self._normals.get(purpose) == dim:
             return self._fused(step)[purpose].reshape(-1, *shape)
         lo, hi = self.part.start, self.part.stop
-        rows = normal_rows(self.key(step), lo, hi, dim, self.region(purpose))
+        rows = normal_rows(self.key(step), lo, hi, dim, _region(purpose))
         return rows.float().reshape(-1, *shape)
 
     def uniform(self, step: int, purpose: str) -> torch.Tensor:
         """This rank's entries of a (global_batch,) U[0, 1) vector (float32)."""
         if purpose in self._uniforms:
-            return self._fused(step)[purpose]
+            return self._fused(step)[purpose].reshape(-1)
         lo, hi = self.part.start, self.part.stop
-        return uniform_rows(self.key(step), lo, hi, self.region(purpose)).float()
+        return uniform_rows(self.key(step), lo, hi, _region(purpose)).float()
 
     def _fused(self, step: int) -> dict[str, torch.Tensor]:
         """Every declared purpose of `step`, from a pass that drew this step and the next few."""
@@ -156,34 +152,22 @@ class GlobalNoise:
         steps = range(step, step + self._ahead)
         keys = [self.key(s) for s in steps]
         drawn: dict[int, dict[str, torch.Tensor]] = {s: {} for s in steps}
-        if self._normals:
-            dims = list(self._normals.values())
+        for widths, to_numbers in ((self._normals, _normals_of), (self._uniforms, None)):
+            if not widths:
+                continue
             raw = np.concatenate(
                 [
-                    _raw_rows(key, lo, hi, _words(dim), self.region(p))[:, :dim]
+                    _raw_rows(key, lo, hi, _words(dim), _region(p))[:, :dim]
                     for key in keys
-                    for p, dim in self._normals.items()
+                    for p, dim in widths.items()
                 ],
                 axis=1,
             )
-            z = _normals_of(torch.from_numpy(_unit(raw, open_left=True))).float()
-            cuts = iter(z.split(dims * len(keys), dim=1))
+            u = torch.from_numpy(_unit(raw, open_left=to_numbers is not None))
+            numbers = (u if to_numbers is None else to_numbers(u)).float()
+            cuts = iter(numbers.split(list(widths.values()) * len(keys), dim=1))
             for s in steps:
-                for p in self._normals:
-                    drawn[s][p] = next(cuts).contiguous()
-        if self._uniforms:
-            raw = np.stack(
-                [
-                    _raw_rows(key, lo, hi, _PER_BLOCK, self.region(p))[:, 0]
-                    for key in keys
-                    for p in self._uniforms
-                ],
-                axis=1,
-            )
-            u = torch.from_numpy(_unit(raw, open_left=False)).float()
-            cuts = iter(u.unbind(dim=1))
-            for s in steps:
-                for p in self._uniforms:
+                for p in widths:
                     drawn[s][p] = next(cuts).contiguous()
         return drawn
 

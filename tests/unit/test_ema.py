@@ -85,3 +85,15 @@ def test_sampling_copy_has_the_averaged_networks_own_norm_statistics() -> None:
     # deterministic: the same seed gives the same statistics
     again = ema.for_sampling("class", 3, seed=7)
     assert torch.equal(again.net[1].running_mean, bn.running_mean)
+
+
+def test_sampling_copy_is_made_once_per_ema_state_and_not_without_batchnorm() -> None:
+    G = _G()
+    ema = EMAGenerator(G, 0.5)
+    ema.update_parameters(G)
+    first = ema.for_sampling("class", 3, seed=1)
+    assert ema.for_sampling("class", 3, seed=1) is first  # a step's eval and grid share it
+    ema.update_parameters(G)
+    assert ema.for_sampling("class", 3, seed=1) is not first
+    plain = EMAGenerator(torch.nn.Linear(2, 2), 0.5)
+    assert plain.for_sampling("none", 0, seed=1) is plain.module  # no statistics to fix
