@@ -31,9 +31,10 @@ demo: $(STAMP) $(DEMO_EVALUATOR)
 # Pick some with EXPERIMENTS="toy2d_optimizers digits_losses"; ARGS are overrides for every run;
 # THREADS is OMP_NUM_THREADS per run (1 suits small models on a few shared cores). The digits
 # and shapes evaluators come first (once, cached) so the image runs end scored (eval.json).
-# toy2d_recipes (configs/toy2d_grid25.yaml and toy2d_ring8.yaml over seeds 0-2, 6 runs of
-# about 4-5 min each on a 2-core CPU, ~30 min) is not in the default list, which it would make
-# 1.5x longer: EXPERIMENTS=toy2d_recipes runs it.
+# The tuned recipes' measurements (each file names a shipped recipe and a seed) are not in the
+# default list, which they would make several times longer: EXPERIMENTS=toy2d_recipes (grid25
+# and ring8 over seeds 0-2, 6 runs, ~45 min on a 2-core CPU), EXPERIMENTS=digits_recipes (dcgan,
+# wgan_gp, gan_mlp, cgan, acgan on digits over seeds 0-2, 15 runs, ~2.5 h).
 EXPERIMENTS ?= toy2d_optimizers digits_losses faces64 conditional_shapes
 THREADS ?= 1
 SHAPES_EVALUATOR := data/evaluators/shapes-64px-nativec-n1000-seed0/evaluator.safetensors

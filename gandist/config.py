@@ -148,6 +148,10 @@ class TrainConfig:
     channels_last: bool = True
     ema: bool = False
     ema_decay: float = 0.999
+    # EMA warm-up (StyleGAN2-ADA's ema_rampup): the average's half-life is at most this fraction
+    # of the updates so far, so early on it forgets the first, poor generators quickly; it
+    # reaches ema_decay's half-life after half_life / ema_rampup updates. 0: off (plain EMA).
+    ema_rampup: float = 0.0
     output_dir: str = "runs"
     # The run directory is <output_dir>/<run_name or config name>; a fresh run never overwrites an
     # earlier one there (it takes <name>-2, <name>-3, ...), resume=auto reuses it.

@@ -50,6 +50,10 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
         raise fail(origin, "model.dropout", f"must be in [0, 1), got {m.dropout}")
     if not 0.0 < t.ema_decay < 1.0:
         raise fail(origin, "train.ema_decay", f"must be in (0, 1), got {t.ema_decay}")
+    if not 0.0 <= t.ema_rampup <= 1.0:
+        raise fail(
+            origin, "train.ema_rampup", f"must be in [0, 1] (0: no warm-up), got {t.ema_rampup}"
+        )
     for net in ("g", "d"):
         o = getattr(cfg.optim, net)
         if o.lr <= 0:

@@ -1,7 +1,8 @@
 """`gandist experiments run|table`: train an experiment's configs, then tabulate their results.
 
-An experiment is a directory of full configs (`configs/experiments/<name>/<run>.yaml`). `run`
-trains each one, one after the other, as `gandist train <config> train.output_dir=<out>/<name>
+An experiment is a directory of run files (`configs/experiments/<name>/<run>.yaml`): full configs,
+or references to a shipped recipe with overrides (resolve_run). `run` trains each one, one after
+the other, as `gandist train <config> [its overrides] train.output_dir=<out>/<name>
 train.run_name=<run> train.resume=auto`, so its outputs land in `<out>/<name>/<run>/` and a
 re-run skips finished runs and continues interrupted ones instead of starting `<run>-2`. The wall
 time of each training is kept in `<out>/<name>/timings.json`: metrics.jsonl only knows the time
@@ -319,14 +320,41 @@ def experiment_configs(config_dir: Path) -> list[Path]:
     return configs
 
 
+def resolve_run(path: Path) -> tuple[Path, list[str]]:
+    """The config to train and its overrides for one experiment file.
+
+    An experiment file is either a full config (the labs' runs: frozen as the lab had them) or a
+    reference to a shipped recipe, `recipe: <path relative to the file>` plus `overrides:
+    [key=value, ...]` (e.g. a seed), so the measured runs of a recipe are always the recipe as
+    shipped, never a copy that drifts from it. Errors name the file and the fix."""
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict) or "recipe" not in raw:
+        return path, []
+    extra = set(raw) - {"recipe", "overrides"}
+    if extra:
+        raise ValueError(
+            f"{path}: a recipe reference holds only `recipe` and `overrides`, not "
+            f"{', '.join(sorted(extra))}: put settings in `overrides` as key=value strings"
+        )
+    recipe = (path.parent / str(raw["recipe"])).resolve()
+    if not recipe.is_file():
+        raise FileNotFoundError(f"{path}: recipe {raw['recipe']!r} not found (looked at {recipe})")
+    overrides = raw.get("overrides") or []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise ValueError(f"{path}: `overrides` must be a list of key=value strings")
+    return recipe, overrides
+
+
 def train_command(config: Path, out_dir: Path, overrides: Sequence[str]) -> list[str]:
-    """`gandist train` for one config, writing to <out_dir>/<config stem>, resumable."""
+    """`gandist train` for one experiment file, writing to <out_dir>/<file stem>, resumable."""
+    recipe, own = resolve_run(config)
     return [
         sys.executable,
         "-m",
         "gandist",
         "train",
-        str(config),
+        str(recipe),
+        *own,
         f"train.output_dir={out_dir}",
         f"train.run_name={config.stem}",
         "train.resume=auto",
@@ -353,14 +381,17 @@ def run_experiment(
         # Small models on a shared CPU: one intra-op thread per process avoids oversubscription.
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     failed = 0
-    for config in experiment_configs(config_dir):
-        if only and config.stem not in only:
-            continue
+    # Every file resolved first: a broken recipe reference fails now, not after hours of runs.
+    planned = [
+        (config, train_command(config, out_dir, overrides))
+        for config in experiment_configs(config_dir)
+        if not only or config.stem in only
+    ]
+    for config, cmd in planned:
         status = read_json(out_dir / config.stem / STATUS)
         if status.get("state") == "completed":
             print(f"[experiments] {config.stem}: completed, skipped", flush=True)
             continue
-        cmd = train_command(config, out_dir, overrides)
         print(f"[experiments] {' '.join(cmd[2:])}", flush=True)
         outcome = run_commands([cmd], env=env)[0]
         rc, wall = outcome.rc, outcome.seconds

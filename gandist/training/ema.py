@@ -5,12 +5,14 @@ on every call, which stalls the host until the GPU has finished the step. This s
 host-side mirror of the count (read from the tensor once, at the first update after construction
 or a load) and applies the same arithmetic as torch's `get_ema_multi_avg_fn`: the first update
 copies, later ones lerp floats by (1 - decay) and blend integer buffers the way torch does, so
-results are bit for bit those of AveragedModel.
+results are bit for bit those of AveragedModel. `train.ema_rampup` adds a warm-up of the decay
+(ramped_decay), a function of the update count, which checkpoints carry, so resumes stay exact.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from itertools import chain
 
 import torch
@@ -20,12 +22,26 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from gandist.models.conditioning import random_labels
 
 
+def ramped_decay(decay: float, rampup: float, count: int) -> float:
+    """The EMA decay for the update after `count` earlier ones, with a warm-up.
+
+    StyleGAN2-ADA's ema_rampup, counted in updates: the half-life (in updates) of `decay` is
+    capped at `rampup * count`, so a young average weighs mostly the recent generators instead
+    of dragging the first, poor ones along for thousands of steps. rampup 0 returns `decay`.
+    """
+    if rampup <= 0.0:
+        return decay
+    half_life = math.log(0.5) / math.log(decay)
+    return 0.5 ** (1.0 / max(min(half_life, rampup * count), 1e-8))
+
+
 class EMAGenerator(AveragedModel):
     """Exponential moving average of a generator's parameters and buffers (BatchNorm included)."""
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    def __init__(self, model: nn.Module, decay: float, rampup: float = 0.0) -> None:
         super().__init__(model, use_buffers=True, multi_avg_fn=get_ema_multi_avg_fn(decay))
         self.decay = decay
+        self.rampup = rampup
         self._count: int | None = None  # host mirror of n_averaged; None: read it once
         self._sampling: tuple[tuple, nn.Module] | None = None  # for_sampling's copy, by state
 
@@ -54,6 +70,7 @@ class EMAGenerator(AveragedModel):
             self._count = int(self.n_averaged.item())
         ema = [t.detach() for t in chain(self.module.parameters(), self.module.buffers())]
         cur = [t.detach() for t in chain(model.parameters(), model.buffers())]
+        decay = ramped_decay(self.decay, self.rampup, self._count)
         if self._count == 0:
             for a, c in zip(ema, cur, strict=True):
                 a.copy_(c)
@@ -65,9 +82,9 @@ class EMAGenerator(AveragedModel):
                     mine.append(a)
                     theirs.append(c.to(a.device))
                 else:  # integer buffers (num_batches_tracked), as torch's EMA does them
-                    a.copy_(a * self.decay + c * (1 - self.decay))
+                    a.copy_(a * decay + c * (1 - decay))
             for mine, theirs in groups.values():
-                torch._foreach_lerp_(mine, theirs, 1 - self.decay)
+                torch._foreach_lerp_(mine, theirs, 1 - decay)
         self.n_averaged.add_(1)
         self._count += 1
 

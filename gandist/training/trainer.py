@@ -115,7 +115,7 @@ class Trainer:
         self.parts = distribute(acc, cfg, self.info, G, D, opt_g, opt_d)
         self.ema: EMAGenerator | None = None
         if t.ema:
-            self.ema = EMAGenerator(self.parts.G_plain, t.ema_decay)
+            self.ema = EMAGenerator(self.parts.G_plain, t.ema_decay, t.ema_rampup)
         if self.init_from is not None:
             self.init_from.load_ema(self.ema)
 

@@ -64,6 +64,7 @@ def ema_report(out: Path, data_root: Path) -> dict:
     common = [
         "train.ema=true",
         "train.ema_decay=0.9",
+        "train.ema_rampup=0.5",  # 4 steps, all inside the warm-up: resumed mid-ramp
         "train.batch_size=32",
         "train.steps=4",
         "train.log_every=2",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from gandist.training.ema import EMAGenerator
+from gandist.training.ema import EMAGenerator, ramped_decay
 
 
 def test_same_numbers_as_averaged_model_buffers_included() -> None:
@@ -97,3 +99,43 @@ def test_sampling_copy_is_made_once_per_ema_state_and_not_without_batchnorm() ->
     assert ema.for_sampling("class", 3, seed=1) is not first
     plain = EMAGenerator(torch.nn.Linear(2, 2), 0.5)
     assert plain.for_sampling("none", 0, seed=1) is plain.module  # no statistics to fix
+
+
+def test_rampup_caps_the_half_life_then_reaches_the_decay() -> None:
+    assert ramped_decay(0.999, 0.0, 5) == 0.999  # off: the plain EMA
+    half_life = math.log(0.5) / math.log(0.999)  # ~693 updates
+    decays = [ramped_decay(0.999, 0.05, n) for n in (0, 1, 10, 100, 1000, 13_000, 14_000)]
+    assert decays[0] < 1e-6  # the first update copies whatever the ramp says
+    assert decays == sorted(decays) and decays[2] < 0.5  # young: mostly the newest G
+    assert math.isclose(decays[3], 0.5 ** (1 / 5.0))  # half-life 0.05 x 100 updates
+    assert decays[-2] < 0.999 and decays[-1] == 0.999  # capped from half_life / 0.05 on
+    assert half_life / 0.05 < 14_000
+
+
+def test_rampup_update_and_resume_mid_ramp_match_the_formula() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    straight = EMAGenerator(net, 0.9, rampup=0.5)
+    expected = net.weight.detach().clone()
+    snapshots = []
+    for n in range(6):
+        with torch.no_grad():
+            net.weight.add_(1.0)
+        straight.update_parameters(net)
+        d = ramped_decay(0.9, 0.5, n)
+        expected = net.weight.detach().clone() if n == 0 else d * expected + (1 - d) * net.weight
+        snapshots.append(net.weight.detach().clone())
+        assert torch.allclose(straight.module.weight, expected, atol=1e-6)
+    resumed = EMAGenerator(torch.nn.Linear(3, 2), 0.9, rampup=0.5)  # a resume after 3 updates
+    again = EMAGenerator(torch.nn.Linear(3, 2), 0.9, rampup=0.5)
+    for w in snapshots[:3]:
+        with torch.no_grad():
+            net.weight.copy_(w)
+        again.update_parameters(net)
+    resumed.module.load_state_dict(again.module.state_dict())
+    resumed.load_count(3)
+    for w in snapshots[3:]:
+        with torch.no_grad():
+            net.weight.copy_(w)
+        resumed.update_parameters(net)
+    assert torch.equal(resumed.module.weight, straight.module.weight)

@@ -249,15 +249,68 @@ def test_a_stopped_run_stops_the_experiment(
 
 @pytest.mark.parametrize("path", EXPERIMENT_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_experiment_config_loads_and_says_what_it_reproduces(path: Path) -> None:
-    cfg = load_config(path)
-    assert cfg.name == path.stem
+    recipe, overrides = ex.resolve_run(path)
+    cfg = load_config(recipe, overrides)
+    if recipe == path:  # a full config (the labs')
+        assert cfg.name == path.stem
+    else:  # a shipped recipe, as it is, with a seed
+        assert recipe.parent == REPO / "configs" and cfg.train.seed == int(path.stem[-1])
     assert path.read_text().startswith(f"# Experiment {path.parent.name}, run {path.stem}:")
 
 
 def test_the_experiments_exist() -> None:
     names = {p.parent.name for p in EXPERIMENT_CONFIGS}
     assert {"toy2d_optimizers", "digits_losses", "faces64", "conditional_shapes"} <= names
+    assert {"toy2d_recipes", "digits_recipes"} <= names
     assert len([p for p in EXPERIMENT_CONFIGS if p.parent.name == "toy2d_optimizers"]) == 9
+
+
+def test_a_recipe_reference_trains_the_recipe_with_its_overrides(tmp_path: Path) -> None:
+    (tmp_path / "recipe.yaml").write_text("train: {steps: 1}\n")
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    ref = exp / "r_s1.yaml"
+    ref.write_text("recipe: ../recipe.yaml\noverrides: [train.seed=1]\n")
+    cmd = ex.train_command(ref, tmp_path / "out", ["x.y=2"])
+    assert cmd[4:] == [
+        str(tmp_path / "recipe.yaml"),
+        "train.seed=1",  # the file's, then the runner's, then the user's (last wins)
+        f"train.output_dir={tmp_path / 'out'}",
+        "train.run_name=r_s1",
+        "train.resume=auto",
+        "x.y=2",
+    ]
+    full = exp / "lab.yaml"
+    full.write_text("train: {steps: 1}\n")
+    assert ex.resolve_run(full) == (full, [])
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("recipe: ../missing.yaml\n", "not found"),
+        ("recipe: ../recipe.yaml\ntrain: {seed: 1}\n", "only `recipe` and `overrides`"),
+        ("recipe: ../recipe.yaml\noverrides: train.seed=1\n", "list of key=value"),
+    ],
+)
+def test_a_broken_reference_fails_before_anything_trains(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    text: str,
+    says: str,
+) -> None:
+    (tmp_path / "recipe.yaml").write_text("train: {steps: 1}\n")
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "a_ok.yaml").write_text("train: {steps: 1}\n")
+    (exp / "b_bad.yaml").write_text(text)
+    started: list = []
+    monkeypatch.setattr(ex, "run_commands", lambda cmds, env: started.append(cmds))
+    rc = cli_main(["experiments", "run", str(exp), "--out", str(tmp_path / "runs")])
+    assert rc != 0 and started == []  # a_ok did not train either
+    err = capsys.readouterr().err
+    assert "b_bad.yaml" in err and says in err
 
 
 def test_curve_table_lines_runs_up_by_epoch() -> None:
