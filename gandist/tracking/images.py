@@ -54,7 +54,8 @@ def save_scatter(
     f = fake.detach().float().cpu().numpy()
     ax.scatter(f[:, 0], f[:, 1], s=3, c="tab:orange", alpha=0.6, label="generated")
     ax.set_aspect("equal", adjustable="datalim")
-    ax.legend(loc="upper right", markerscale=4)
+    # Below the axes: inside, it hid the data's corner (a whole mode of the 5x5 grid).
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=2, markerscale=4, frameon=False)
     if title:
         ax.set_title(title)
     fig.tight_layout()

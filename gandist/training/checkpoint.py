@@ -236,10 +236,32 @@ def trainer_state(
     }
 
 
-def restore(acc: Any, found: Path, stream: Any, ema: Any = None) -> dict[str, Any]:
+def check_resumable(found: Path, schedules: bool, ema: bool) -> None:
+    """Refuse, naming the keys, a checkpoint saved with other training state than this run
+    keeps: accelerate only says its custom-checkpoint count differs, and a missing EMA file
+    would stop after the models were loaded."""
+    saved = any(found.glob("custom_checkpoint_*.pkl"))
+    if saved != schedules:
+        raise ValueError(
+            f"train.resume: {found} was saved {'with' if saved else 'without'} learning-rate "
+            f"schedules, this run has {'them' if schedules else 'none'} (optim.g.schedule / "
+            "optim.d.schedule / warmup_steps). Resume with the settings in the run's "
+            "config.yaml, or start a new run (train.init_from keeps the weights)"
+        )
+    if ema and not (found / "ema_generator.safetensors").is_file():
+        raise ValueError(
+            f"train.resume: {found} has no EMA generator (the run trained with train.ema=false); "
+            "resume with train.ema=false, or start a new run from it with train.init_from"
+        )
+
+
+def restore(
+    acc: Any, found: Path, stream: Any, ema: Any = None, schedules: bool = False
+) -> dict[str, Any]:
     """Load a checkpoint into the prepared objects (accelerate's state: models, optimizers,
     scaler, schedules, RNGs), the data stream's position and the EMA generator; returns its
     trainer_state.json (step, images seen, skipped fp16 steps, W&B run id)."""
+    check_resumable(found, schedules, ema is not None)
     acc.load_state(str(found))
     state = read_trainer_state(found)
     stream.load_state_dict(state["data"])

@@ -186,7 +186,9 @@ class Trainer:
         )
         if found is None:
             return None
-        state = ckpt.restore(self.acc, found, self.stream, self.ema)
+        state = ckpt.restore(
+            self.acc, found, self.stream, self.ema, schedules=self.schedules is not None
+        )
         self.step = int(state["step"])
         self.images_seen = int(state.get("images_seen", 0))
         self.skipped = dict(state.get("amp_skipped_steps", self.skipped))

@@ -91,6 +91,12 @@ def test_shape_mismatch_names_layer_shapes_and_setting(source: Path, tmp_path: P
     assert "layer 'fc.weight' has shape (256, 8) in the file but (512, 8) in this run's" in text
     assert "model.g_width=4 (this run: 8)" in text and "config.yaml" in text
 
+    # PacGAN: D's first layer takes k samples; G fits, D must say which setting differs.
+    with pytest.raises(ValueError) as err:
+        new_trainer(tmp_path, f"train.init_from={source}", "model.pack=2")
+    text = str(err.value)
+    assert "discriminator.safetensors" in text and "model.pack=1 (this run: 2)" in text
+
     # A bare file has no config to compare: the generic fix, and the wrong-network case.
     d_file = source / "checkpoints" / "step_2" / "discriminator.safetensors"
     with pytest.raises(ValueError, match=r"is missing from the file.*Fix: build the new run"):

@@ -39,6 +39,18 @@ def test_resume_auto_matches_uninterrupted(workdir: Path) -> None:
     steps = [m["step"] for m in metrics(run)]
     assert steps == [1, 2, 3, 4, 5, 6]  # nothing logged twice, nothing dropped
 
+    # Resumed with a learning-rate schedule the run did not have: refused by key, not by
+    # accelerate's custom-checkpoint count, and the checkpoint is left as it was.
+    before = sorted(p.name for p in (run / "checkpoints" / "step_2").iterdir())
+    proc = run_gandist(train_args("dcgan_digits.yaml", *common, "train.steps=6",
+                                  "train.run_name=resumed", "train.resume=" + str(
+                                      run / "checkpoints" / "step_2"),
+                                  "optim.g.schedule=cosine"), workdir, check=False)
+    assert proc.returncode != 0
+    assert "saved without learning-rate schedules" in proc.stderr
+    assert "optim.g.schedule" in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in (run / "checkpoints" / "step_2").iterdir()) == before
+
 
 def test_fresh_run_never_overwrites(workdir: Path) -> None:
     args = train_args("toy2d_gan.yaml", "train.steps=1", "train.batch_size=32")

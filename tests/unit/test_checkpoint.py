@@ -19,15 +19,20 @@ def acc() -> Accelerator:
 
 def save(acc: Accelerator, run: Path, step: int, keep: int = 3, hook=None) -> Path:
     net = torch.nn.Linear(3, 2)
-    return ckpt.save_checkpoint(acc, run, step, {"generator": net}, {"step": step}, "a: 1\n",
-                                keep, before_rename=hook)
+    return ckpt.save_checkpoint(
+        acc, run, step, {"generator": net}, {"step": step}, "a: 1\n", keep, before_rename=hook
+    )
 
 
 def test_save_writes_everything_and_points_latest(acc: Accelerator, tmp_path: Path) -> None:
     final = save(acc, tmp_path, 5)
     assert final == tmp_path / "checkpoints" / "step_5"
-    for name in ("generator.safetensors", "trainer_state.json", "config.yaml",
-                 "random_states_0.pkl"):
+    for name in (
+        "generator.safetensors",
+        "trainer_state.json",
+        "config.yaml",
+        "random_states_0.pkl",
+    ):
         assert (final / name).is_file(), name
     assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "step_5"
     assert json.loads((final / "trainer_state.json").read_text()) == {"step": 5}
@@ -106,3 +111,17 @@ def test_checkpoints_directory_is_fsynced_after_the_renames(
     for i in renames:  # each rename is followed by an fsync of the checkpoints directory
         assert ("fsync", root) in events[i + 1 :], events[i:]
     assert events[-1] == ("fsync", root)
+
+
+def test_a_checkpoint_without_the_runs_training_state_is_refused_by_key(tmp_path: Path) -> None:
+    check_resumable = ckpt.check_resumable
+    check_resumable(tmp_path, schedules=False, ema=False)  # plain run, plain checkpoint
+    with pytest.raises(ValueError, match=r"without learning-rate schedules.*optim.g.schedule"):
+        check_resumable(tmp_path, schedules=True, ema=False)
+    with pytest.raises(ValueError, match=r"no EMA generator.*train.ema=false"):
+        check_resumable(tmp_path, schedules=False, ema=True)
+    (tmp_path / "custom_checkpoint_0.pkl").write_bytes(b"")
+    (tmp_path / "ema_generator.safetensors").write_bytes(b"")
+    check_resumable(tmp_path, schedules=True, ema=True)
+    with pytest.raises(ValueError, match=r"saved with learning-rate schedules, this run has none"):
+        check_resumable(tmp_path, schedules=False, ema=False)
