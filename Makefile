@@ -33,7 +33,7 @@ demo: $(STAMP) $(DEMO_EVALUATOR)
 # and shapes evaluators come first (once, cached) so the image runs end scored (eval.json).
 # The tuned recipes' measurements (each file names a shipped recipe and a seed) are not in the
 # default list, which they would make several times longer: EXPERIMENTS=toy2d_recipes (grid25
-# and ring8 over seeds 0-2, 6 runs, ~45 min on a 2-core CPU), EXPERIMENTS=digits_recipes (dcgan,
+# and ring8 over seeds 0-2, 6 runs, ~1 h on a 2-core CPU), EXPERIMENTS=digits_recipes (dcgan,
 # wgan_gp, gan_mlp, cgan, acgan on digits over seeds 0-2, 15 runs, ~2.5 h).
 EXPERIMENTS ?= toy2d_optimizers digits_losses faces64 conditional_shapes
 THREADS ?= 1
