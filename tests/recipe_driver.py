@@ -17,11 +17,18 @@ import torch
 from safetensors.torch import load_file
 
 from gandist.config import Config, load_config
+from gandist.experiments import resolve_run
 from gandist.training.trainer import Trainer, TrainResult
 
 REPO = Path(__file__).resolve().parents[1]
+# Experiment files that only reference a shipped recipe (recipe: + overrides, e.g. a seed) are
+# that recipe, tested once as configs/<recipe>.yaml.
 RECIPES = sorted(
-    [*REPO.glob("configs/*.yaml"), *REPO.glob("configs/experiments/*/*.yaml")],
+    [
+        p
+        for p in [*REPO.glob("configs/*.yaml"), *REPO.glob("configs/experiments/*/*.yaml")]
+        if resolve_run(p)[0] == p
+    ],
     key=lambda p: str(p.relative_to(REPO)),
 )
 

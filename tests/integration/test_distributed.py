@@ -32,10 +32,17 @@ EQUIVALENT: dict[str, tuple[str, list[str]]] = {
         "dcgan_digits.yaml",
         ["loss.adversarial=hinge", "loss.penalty=r1", "model.g_norm=layer", "model.d_norm=none"],
     ),
-    # multi-label conditional DCGAN: 24 multi-hot labels joined to z and to D's input
+    # multi-label conditional DCGAN: 24 multi-hot labels joined to z and to D's input (the lab's
+    # concat; the recipe itself now uses a projection critic)
     "cgan-multilabel": (
         "cdcgan_shapes.yaml",
-        ["data.n_samples=64", "data.image_size=32", "model.g_norm=layer", "model.d_norm=layer"],
+        [
+            "data.n_samples=64",
+            "data.image_size=32",
+            "model.g_norm=layer",
+            "model.d_norm=layer",
+            "model.condition=concat",
+        ],
     ),
 }
 
