@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from gandist.child_runs import run_commands
+from gandist.config import ConfigError, load_config
 from gandist.run_files import (
     CONFIG,
     EVAL,
@@ -36,6 +37,7 @@ from gandist.run_files import (
     read_json,
     read_metrics,
 )
+from gandist.sweep import read_base
 
 TIMINGS = "timings.json"
 # The lab reports tabulate losses at these epochs (lab 003: 1/5/10/50/100/150/200).
@@ -324,25 +326,19 @@ def resolve_run(path: Path) -> tuple[Path, list[str]]:
     """The config to train and its overrides for one experiment file.
 
     An experiment file is either a full config (the labs' runs: frozen as the lab had them) or a
-    reference to a shipped recipe, `recipe: <path relative to the file>` plus `overrides:
-    [key=value, ...]` (e.g. a seed), so the measured runs of a recipe are always the recipe as
-    shipped, never a copy that drifts from it. Errors name the file and the fix."""
+    reference to a shipped recipe in the sweep files' form, `config: <path relative to the
+    file>` plus `overrides: [key=value, ...]` (e.g. a seed), so the measured runs of a recipe
+    are always the recipe as shipped, never a copy that drifts from it."""
     raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict) or "recipe" not in raw:
+    if not isinstance(raw, dict) or "config" not in raw:  # no config schema key is `config`
         return path, []
-    extra = set(raw) - {"recipe", "overrides"}
+    extra = set(raw) - {"config", "overrides"}
     if extra:
         raise ValueError(
-            f"{path}: a recipe reference holds only `recipe` and `overrides`, not "
+            f"{path}: a recipe reference holds only `config` and `overrides`, not "
             f"{', '.join(sorted(extra))}: put settings in `overrides` as key=value strings"
         )
-    recipe = (path.parent / str(raw["recipe"])).resolve()
-    if not recipe.is_file():
-        raise FileNotFoundError(f"{path}: recipe {raw['recipe']!r} not found (looked at {recipe})")
-    overrides = raw.get("overrides") or []
-    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise ValueError(f"{path}: `overrides` must be a list of key=value strings")
-    return recipe, overrides
+    return read_base(path, raw)
 
 
 def train_command(config: Path, out_dir: Path, overrides: Sequence[str]) -> list[str]:
@@ -381,12 +377,17 @@ def run_experiment(
         # Small models on a shared CPU: one intra-op thread per process avoids oversubscription.
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     failed = 0
-    # Every file resolved first: a broken recipe reference fails now, not after hours of runs.
-    planned = [
-        (config, train_command(config, out_dir, overrides))
-        for config in experiment_configs(config_dir)
-        if not only or config.stem in only
-    ]
+    # Every run's config loaded first: a typo or a broken reference fails now, not after hours
+    # of runs (as `gandist sweep` does).
+    planned = []
+    for config in experiment_configs(config_dir):
+        if not only or config.stem in only:
+            base, own = resolve_run(config)
+            try:
+                load_config(base, [*own, *overrides])
+            except ConfigError as exc:  # a reference: name the experiment file too
+                raise exc if base == config else ConfigError(f"{config}: {exc}") from None
+            planned.append((config, train_command(config, out_dir, overrides)))
     for config, cmd in planned:
         status = read_json(out_dir / config.stem / STATUS)
         if status.get("state") == "completed":

@@ -98,6 +98,29 @@ def _overlap(a: str, b: str) -> bool:
     return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
+def read_base(path: Path, raw: dict[str, Any]) -> tuple[Path, list[str]]:
+    """The `config:` and `overrides:` of a file that builds on a shipped config (a sweep, or an
+    experiment's reference to a recipe): the config's path, relative to the file so it works
+    from any working directory (SLURM jobs), and overrides that each parse as key=value."""
+    config = raw.get("config")
+    if not isinstance(config, str) or not config.strip():
+        raise _fail(path, "config", "the base config file is required, e.g. config: ../x.yaml")
+    config_path = Path(os.path.normpath(path.parent / config))
+    if not config_path.is_file():
+        raise _fail(
+            path, "config", f"{config_path} not found (relative paths are from {path.parent})"
+        )
+    overrides = raw.get("overrides") or []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise _fail(path, "overrides", "expected a list of key=value strings")
+    for text in overrides:
+        try:
+            _override_key(text)
+        except ConfigError as exc:
+            raise _fail(path, "overrides", str(exc)) from None
+    return config_path, overrides
+
+
 def load_sweep(path: str | Path) -> Sweep:
     """Read and check a sweep file's structure (the configs are checked by `check_points`)."""
     path = Path(path)
@@ -120,24 +143,9 @@ def load_sweep(path: str | Path) -> Sweep:
     if not _NAME_RE.match(name):
         raise _fail(path, "name", f"{name!r}: use letters, digits, '.', '_' and '-'")
 
-    config = raw.get("config")
-    if not isinstance(config, str) or not config.strip():
-        raise _fail(path, "config", "the base config file is required, e.g. config: ../x.yaml")
-    # Relative to the sweep file, so the sweep works from any working directory (SLURM jobs).
-    config_path = Path(os.path.normpath(path.parent / config))
-    if not config_path.is_file():
-        raise _fail(
-            path, "config", f"{config_path} not found (relative paths are from {path.parent})"
-        )
-
-    overrides = raw.get("overrides") or []
-    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise _fail(path, "overrides", "expected a list of key=value strings")
+    config_path, overrides = read_base(path, raw)
     for text in overrides:
-        try:
-            key = _override_key(text)
-        except ConfigError as exc:
-            raise _fail(path, "overrides", str(exc)) from None
+        key = _override_key(text)
         if any(_overlap(key, r) for r in RESERVED_KEYS):
             raise _fail(path, f"overrides: {key}", "set by the sweep for each point")
 

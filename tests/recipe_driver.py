@@ -21,7 +21,7 @@ from gandist.experiments import resolve_run
 from gandist.training.trainer import Trainer, TrainResult
 
 REPO = Path(__file__).resolve().parents[1]
-# Experiment files that only reference a shipped recipe (recipe: + overrides, e.g. a seed) are
+# Experiment files that only reference a shipped recipe (config: + overrides, e.g. a seed) are
 # that recipe, tested once as configs/<recipe>.yaml.
 RECIPES = sorted(
     [

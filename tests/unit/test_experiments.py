@@ -210,7 +210,7 @@ def test_run_trains_in_order_skips_completed_and_records_wall_time(
     monkeypatch.setattr(ex, "run_commands", fake_run)
     # Overrides after the options still reach every run.
     rc = cli_main(
-        ["experiments", "run", str(configs), "--out", str(out), "--threads", "1", "x.y=2"]
+        ["experiments", "run", str(configs), "--out", str(out), "--threads", "1", "train.seed=2"]
     )
     assert rc == 1  # b failed
     assert [Path(c[4]).stem for c, _ in calls] == ["a", "b"]  # sorted; c was completed
@@ -220,7 +220,7 @@ def test_run_trains_in_order_skips_completed_and_records_wall_time(
         f"train.output_dir={out / 'exp'}",
         "train.run_name=a",
         "train.resume=auto",
-        "x.y=2",
+        "train.seed=2",
     ]
     assert env["OMP_NUM_THREADS"] == "1"
     timings = json.loads((out / "exp" / ex.TIMINGS).read_text())
@@ -270,7 +270,7 @@ def test_a_recipe_reference_trains_the_recipe_with_its_overrides(tmp_path: Path)
     exp = tmp_path / "exp"
     exp.mkdir()
     ref = exp / "r_s1.yaml"
-    ref.write_text("recipe: ../recipe.yaml\noverrides: [train.seed=1]\n")
+    ref.write_text("config: ../recipe.yaml\noverrides: [train.seed=1]\n")
     cmd = ex.train_command(ref, tmp_path / "out", ["x.y=2"])
     assert cmd[4:] == [
         str(tmp_path / "recipe.yaml"),
@@ -288,9 +288,10 @@ def test_a_recipe_reference_trains_the_recipe_with_its_overrides(tmp_path: Path)
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("recipe: ../missing.yaml\n", "not found"),
-        ("recipe: ../recipe.yaml\ntrain: {seed: 1}\n", "only `recipe` and `overrides`"),
-        ("recipe: ../recipe.yaml\noverrides: train.seed=1\n", "list of key=value"),
+        ("config: ../missing.yaml\n", "not found"),
+        ("config: ../recipe.yaml\ntrain: {seed: 1}\n", "only `config` and `overrides`"),
+        ("config: ../recipe.yaml\noverrides: train.seed=1\n", "list of key=value"),
+        ("config: ../recipe.yaml\noverrides: [train.sedd=1]\n", "did you mean 'train.seed'"),
     ],
 )
 def test_a_broken_reference_fails_before_anything_trains(
