@@ -83,6 +83,10 @@ class ModelConfig:
     norm_eps: float = 1e-5
     dropout: float = 0.0
     leaky_slope: float = 0.2
+    # DCGAN critic head input: flatten (DCGAN: one weight per position of the last feature map)
+    # or sum (SNGAN / projection discriminator: features summed over positions, so the real/fake
+    # and label scores see an object the same wherever it sits).
+    d_pool: str = _choice("flatten", ("flatten", "sum"))
     # none: unconditional; concat: label embedding joined to z and to D's input (CGAN);
     # project: projection discriminator; acgan: conditional G plus an auxiliary classifier in D.
     condition: str = _choice("none", ("none", "concat", "project", "acgan"))

@@ -46,6 +46,13 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
             f"model.arch=dcgan supports square sizes {', '.join(map(str, DCGAN_IMAGE_SIZES))}; "
             f"got {cfg.data.image_size} (pick one of them, or 0 for the source's native size)",
         )
+    if m.d_pool != "flatten" and m.arch != "dcgan":
+        raise fail(
+            origin,
+            "model.d_pool",
+            f"pools a conv critic's last feature map; model.arch={m.arch} has none "
+            "(use d_pool: flatten, or arch: dcgan)",
+        )
     if not 0.0 <= m.dropout < 1.0:
         raise fail(origin, "model.dropout", f"must be in [0, 1), got {m.dropout}")
     if not 0.0 < t.ema_decay < 1.0:

@@ -1,7 +1,8 @@
 """DCGAN generator and discriminator for square images of 16 to 256 pixels.
 
 G: Linear(z [+ embed(y)]) -> (C0, s0, s0) -> norm + ReLU -> n upsampling blocks -> Tanh.
-D: n stride-2 conv blocks (no norm on the first) -> flatten -> Linear -> 1 (+ projection / aux).
+D: n stride-2 conv blocks (no norm on the first) -> flatten (or sum over positions, model.d_pool)
+-> Linear -> 1 (+ projection / aux).
 With kernel 5 and 64 px this is the anime-faces lab's DCGAN; the final Linear over the 4 x 4 map
 is the lab's 4 x 4 conv to one logit.
 
@@ -141,10 +142,12 @@ class DCGANDiscriminator(nn.Module):
                 layers.append(nn.Dropout2d(cfg.dropout))
             ch = width
         self.blocks = nn.Sequential(*layers)
-        self.head = CriticHead(ch * s_last * s_last, cfg, info)
+        self.pool = cfg.d_pool
+        self.head = CriticHead(ch if self.pool == "sum" else ch * s_last * s_last, cfg, info)
         finish(self, cfg.d_norm, cfg.init)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         if self.label_map is not None:
             x = torch.cat([x, self.label_map(y).to(x.dtype)], dim=1)
-        return self.head(self.blocks(pack(x, self.pack)).flatten(1), y)
+        h = self.blocks(pack(x, self.pack))
+        return self.head(h.sum(dim=(2, 3)) if self.pool == "sum" else h.flatten(1), y)

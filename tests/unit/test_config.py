@@ -100,6 +100,12 @@ def test_gradient_penalty_with_batchnorm_critic_is_refused(tmp_path: Path) -> No
         load_config(write(tmp_path, "loss: {penalty: r1}\nmodel: {d_norm: batch}\n"))
 
 
+def test_sum_pooling_needs_a_conv_critic(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"model\.d_pool.*model\.arch=mlp"):
+        load_config(write(tmp_path, "model: {arch: mlp, d_pool: sum}\n"))
+    assert load_config(write(tmp_path, "model: {arch: dcgan, d_pool: sum}\n")).model.d_pool == "sum"
+
+
 def test_overrides_apply_and_keep_numbers(tmp_path: Path) -> None:
     p = CONFIGS[0].parent / "wgan_gp_digits.yaml"
     cfg = load_config(

@@ -94,6 +94,32 @@ def test_dcgan_shapes(size, condition, label_type):
     assert g.z_dim == cfg.z_dim
 
 
+@pytest.mark.parametrize("size", [28, 32, 64])
+@pytest.mark.parametrize(("condition", "label_type"), CONDITIONS)
+def test_dcgan_sum_pooled_critic(size, condition, label_type):
+    """model.d_pool=sum: the head reads the last map summed over positions (SNGAN), so its
+    width is the last conv's channels whatever the size, and the logits are that sum's."""
+    cfg = small_cfg(arch="dcgan", condition=condition, d_pool="sum", d_norm="spectral")
+    info = image_info(size, channels=3, label_type=label_type)
+    g, d, x, adv, aux = run_pair(cfg, info)
+    check_outputs(cfg, info, x, adv, aux, d)
+    last_conv = [m for m in d.blocks.modules() if isinstance(m, nn.Conv2d)][-1]
+    assert d.head.linear.in_features == last_conv.out_channels
+    y = labels(label_type)
+    d.eval()  # spectral norm's power iteration would move the weights between the two calls
+    with torch.no_grad():
+        x_in = torch.cat([x, d.label_map(y)], dim=1) if d.label_map is not None else x
+        fmap = d.blocks(x_in)
+        assert fmap.shape[-1] > 1  # a real map is pooled, not a 1 x 1 one
+        want_adv, want_aux = d.head(fmap.sum(dim=(2, 3)), y)
+        got_adv, got_aux = d(x, y)
+    torch.testing.assert_close(got_adv, want_adv)
+    if want_aux is not None:
+        torch.testing.assert_close(got_aux, want_aux)
+    flat = build_discriminator(small_cfg(arch="dcgan", condition=condition), info)
+    assert flat.head.linear.in_features == last_conv.out_channels * fmap.shape[-1] ** 2
+
+
 @pytest.mark.parametrize("size", [28, 32, 64, 128])
 @pytest.mark.parametrize(
     ("upsample", "kernel"), [("transposed", 5), ("upsample_conv", 4), ("upsample_conv", 5)]
