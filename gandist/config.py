@@ -91,6 +91,10 @@ class ModelConfig:
     # project: projection discriminator; acgan: conditional G plus an auxiliary classifier in D.
     condition: str = _choice("none", ("none", "concat", "project", "acgan"))
     embed_dim: int = 50
+    # Conditional norm in the DCGAN generator (SNGAN / BigGAN): every norm layer of G gets a
+    # per-channel scale and shift computed from the label embedding, so the label reaches every
+    # upsampling stage, not only the first layer. Needs a conditional G and a real g_norm.
+    g_cond_norm: bool = False
     init: str = _choice("normal", ("normal", "default"))
     # PacGAN (Lin et al. 2018): D judges packs of `pack` samples (all real or all fake) joined
     # along channels / features, one logit per pack; 1: off. See gandist/models/packing.py.

@@ -100,6 +100,35 @@ def join_latent(z: Tensor, encoder: LabelEncoder | None, y: Tensor | None) -> Te
     return torch.cat([z, encoder(y).to(z.dtype)], dim=1)
 
 
+class LabelAffine(nn.Module):
+    """The label's part of a conditional norm (de Vries et al. 2017; the conditional BatchNorm of
+    SNGAN's and BigGAN's generators): x * (1 + gain(e)) + shift(e), per channel, after a plain
+    norm layer, with e = G's label embedding.
+
+    Both maps start at zero, so a new G is exactly the unconditional-norm one and the label's
+    effect grows from there; init_weights leaves them so. With it the label reaches every
+    upsampling stage instead of the first layer only.
+    """
+
+    def __init__(self, embed_dim: int, channels: int) -> None:
+        super().__init__()
+        self.gain = nn.Linear(embed_dim, channels, bias=False)
+        self.shift = nn.Linear(embed_dim, channels, bias=False)
+        nn.init.zeros_(self.gain.weight)
+        nn.init.zeros_(self.shift.weight)
+
+    def forward(self, x: Tensor, e: Tensor) -> Tensor:
+        e = e.to(x.dtype)
+        return x * (1 + self.gain(e))[:, :, None, None] + self.shift(e)[:, :, None, None]
+
+
+def run_layers(layers: nn.Module, x: Tensor, e: Tensor | None) -> Tensor:
+    """Apply `layers` in order, handing the label embedding `e` to the LabelAffine ones."""
+    for layer in layers:
+        x = layer(x, e) if isinstance(layer, LabelAffine) else layer(x)
+    return x
+
+
 class CriticHead(nn.Module):
     """Flattened critic features -> (adv logits (B,), aux logits (B, K) | None).
 

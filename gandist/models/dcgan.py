@@ -1,6 +1,7 @@
 """DCGAN generator and discriminator for square images of 16 to 256 pixels.
 
-G: Linear(z [+ embed(y)]) -> (C0, s0, s0) -> norm + ReLU -> n upsampling blocks -> Tanh.
+G: Linear(z [+ embed(y)]) -> (C0, s0, s0) -> norm + ReLU -> n upsampling blocks -> Tanh; with
+model.g_cond_norm every norm is followed by a label-driven scale and shift (LabelAffine).
 D: n stride-2 conv blocks (no norm on the first) -> flatten (or sum over positions, model.d_pool)
 -> Linear -> 1 (+ projection / aux).
 With kernel 5 and 64 px this is the anime-faces lab's DCGAN; the final Linear over the 4 x 4 map
@@ -20,10 +21,12 @@ from gandist.config import DCGAN_IMAGE_SIZES, ModelConfig, dcgan_layout
 from gandist.data.base import DatasetInfo
 from gandist.models.conditioning import (
     CriticHead,
+    LabelAffine,
     LabelMap,
     check_condition,
     generator_encoder,
     join_latent,
+    run_layers,
 )
 from gandist.models.init import finish
 from gandist.models.norms import conv_bias, norm2d
@@ -83,7 +86,14 @@ class DCGANGenerator(nn.Module):
         self.label = generator_encoder(cfg, info)
         in_dim = cfg.z_dim + (cfg.embed_dim if self.label is not None else 0)
         self.fc = nn.Linear(in_dim, self.c0 * s0 * s0)
-        self.stem = nn.Sequential(norm2d(cfg.g_norm, self.c0, cfg.norm_eps), nn.ReLU())
+        # model.g_cond_norm: a label-driven scale and shift after every norm (LabelAffine)
+        cond_norm = cfg.g_cond_norm and self.label is not None
+
+        def normed(channels: int) -> list[nn.Module]:
+            layers = [norm2d(cfg.g_norm, channels, cfg.norm_eps)]
+            return layers + [LabelAffine(cfg.embed_dim, channels)] if cond_norm else layers
+
+        self.stem = nn.Sequential(*normed(self.c0), nn.ReLU())
         layers: list[nn.Module] = []
         ch = self.c0
         for i in range(n):
@@ -91,7 +101,7 @@ class DCGANGenerator(nn.Module):
             out = info.channels if last else ch // 2
             layers.append(_upsample(ch, out, cfg, bias=last or conv_bias(cfg.g_norm)))
             if not last:
-                layers += [norm2d(cfg.g_norm, out, cfg.norm_eps), nn.ReLU()]
+                layers += [*normed(out), nn.ReLU()]
             ch = out
         layers.append(nn.Tanh())
         self.blocks = nn.Sequential(*layers)
@@ -99,7 +109,8 @@ class DCGANGenerator(nn.Module):
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         h = self.fc(join_latent(z, self.label, y)).view(-1, self.c0, self.s0, self.s0)
-        return self.blocks(self.stem(h))
+        e = self.label(y) if self.label is not None else None
+        return run_layers(self.blocks, run_layers(self.stem, h, e), e)
 
 
 class DCGANDiscriminator(nn.Module):

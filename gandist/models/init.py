@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from gandist.models.conditioning import LabelEncoder, LabelMap
+from gandist.models.conditioning import LabelAffine, LabelEncoder, LabelMap
 from gandist.models.norms import apply_spectral_norm
 
 _WEIGHTED = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
@@ -44,13 +44,13 @@ def init_weights(net: nn.Module, scheme: str = "normal", std: float = 0.02) -> n
     Label encoders keep the init their constructors gave them in both schemes (PyTorch's; G's
     class embedding: unit-norm rows, see `conditioning.generator_encoder`): the DCGAN recipe is
     about feature layers, and an N(0, 0.02) embedding would make the label nearly invisible to
-    G at the start.
+    G at the start. Conditional norms' label maps (LabelAffine) keep their zeros.
     """
     if scheme == "default":
         return net
     if scheme != "normal":
         raise ValueError(f"model.init: unknown scheme {scheme!r} (known: normal, default)")
-    encoders = [m for m in net.modules() if isinstance(m, LabelEncoder)]
+    encoders = [m for m in net.modules() if isinstance(m, (LabelEncoder, LabelAffine))]
     skipped = {id(m) for enc in encoders for m in enc.modules()}
     for module in net.modules():
         if id(module) in skipped:
@@ -73,5 +73,5 @@ def finish(net: nn.Module, norm: str, scheme: str) -> nn.Module:
     """
     init_weights(net, scheme)
     if norm == "spectral":
-        apply_spectral_norm(net, skip=(LabelEncoder, LabelMap))
+        apply_spectral_norm(net, skip=(LabelEncoder, LabelMap, LabelAffine))
     return net

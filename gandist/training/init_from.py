@@ -41,7 +41,7 @@ KEY = "train.init_from"
 # The settings that decide parameter names and shapes; a difference explains a mismatch.
 SHAPE_KEYS = (
     "arch", "z_dim", "g_hidden", "d_hidden", "g_width", "d_width", "kernel", "g_upsample",
-    "g_norm", "d_norm", "d_pool", "condition", "embed_dim",
+    "g_norm", "d_norm", "d_pool", "condition", "embed_dim", "g_cond_norm",
     "pack",  # pack: D's first layer takes k samples
 )  # fmt: skip
 # data_info field -> the setting that changes it

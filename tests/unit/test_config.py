@@ -106,6 +106,22 @@ def test_sum_pooling_needs_a_conv_critic(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, "model: {arch: dcgan, d_pool: sum}\n")).model.d_pool == "sum"
 
 
+@pytest.mark.parametrize(
+    ("model", "why"),
+    [
+        ("{arch: mlp, condition: concat}", "arch=mlp"),
+        ("{condition: none}", "condition=none"),
+        ("{condition: project, g_norm: spectral}", "g_norm=spectral"),
+    ],
+)
+def test_conditional_norm_needs_a_conditional_dcgan_with_a_norm(
+    tmp_path: Path, model: str, why: str
+) -> None:
+    text = f"model: {model[:-1]}, g_cond_norm: true}}\ndata: {{source: digits}}\n"
+    with pytest.raises(ConfigError, match=rf"model\.g_cond_norm.*{why}"):
+        load_config(write(tmp_path, text))
+
+
 def test_overrides_apply_and_keep_numbers(tmp_path: Path) -> None:
     p = CONFIGS[0].parent / "wgan_gp_digits.yaml"
     cfg = load_config(

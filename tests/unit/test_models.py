@@ -19,6 +19,7 @@ from gandist.models import (
     has_batchnorm,
     init_weights,
 )
+from gandist.models.conditioning import LabelAffine
 
 K = 5  # label vocabulary in these tests
 B = 3
@@ -92,6 +93,37 @@ def test_dcgan_shapes(size, condition, label_type):
     g, d, x, adv, aux = run_pair(cfg, info)
     check_outputs(cfg, info, x, adv, aux, d)
     assert g.z_dim == cfg.z_dim
+
+
+@pytest.mark.parametrize("label_type", ["class", "multi"])
+@pytest.mark.parametrize("g_norm", ["batch", "layer"])
+def test_dcgan_conditional_norm(label_type, g_norm):
+    """model.g_cond_norm: G starts as the plain-norm G (zero label maps), and once trained the
+    label reaches G through its norms even where the first layer ignores it."""
+    info = image_info(32, channels=3, label_type=label_type)
+    torch.manual_seed(0)
+    plain = build_generator(small_cfg(condition="project", g_norm=g_norm), info)
+    torch.manual_seed(0)
+    cond = build_generator(small_cfg(condition="project", g_norm=g_norm, g_cond_norm=True), info)
+    affines = [m for m in cond.modules() if isinstance(m, LabelAffine)]
+    norms = [m for m in cond.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm))]
+    assert len(affines) == len(norms) >= 2
+    own = {k: v for k, v in cond.state_dict().items() if ".gain." not in k and ".shift." not in k}
+    assert len(own) == len(plain.state_dict()) < len(cond.state_dict())
+    # the same layers in the same order (the label maps shift the Sequential's indices)
+    cond.load_state_dict(dict(zip(own, plain.state_dict().values(), strict=True)), strict=False)
+    z, y = torch.randn(B, cond.z_dim), labels(label_type)
+    torch.testing.assert_close(cond(z, y), plain(z, y))
+    with torch.no_grad():
+        cond.fc.weight[:, cond.z_dim :] = 0  # the first layer no longer sees the label
+        plain.fc.weight[:, cond.z_dim :] = 0
+        for m in affines:
+            m.gain.weight.normal_(0, 0.5)
+            m.shift.weight.normal_(0, 0.5)
+    y2 = labels(label_type)
+    assert not torch.equal(y, y2)
+    torch.testing.assert_close(plain(z, y), plain(z, y2))
+    assert (cond(z, y) - cond(z, y2)).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("size", [28, 32, 64])
