@@ -54,17 +54,16 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
             "(use d_pool: flatten, or arch: dcgan)",
         )
     if m.g_cond_norm:
-        why = (
-            f"model.arch={m.arch} (DCGAN generators only)"
-            if m.arch != "dcgan"
-            else f"model.condition={m.condition} (an unconditional G has no label)"
-            if m.condition == "none"
-            else f"model.g_norm={m.g_norm} (nothing to condition; use batch, instance or layer)"
-            if m.g_norm in ("spectral", "none")
-            else ""
-        )
-        if why:
-            raise fail(origin, "model.g_cond_norm", f"cannot be used with {why}")
+        for blocked, why in (
+            (m.arch != "dcgan", f"model.arch={m.arch} (DCGAN generators only)"),
+            (m.condition == "none", "model.condition=none (an unconditional G has no label)"),
+            (
+                m.g_norm in ("spectral", "none"),
+                f"model.g_norm={m.g_norm} (nothing to condition; use batch, instance or layer)",
+            ),
+        ):
+            if blocked:
+                raise fail(origin, "model.g_cond_norm", f"cannot be used with {why}")
     if not 0.0 <= m.dropout < 1.0:
         raise fail(origin, "model.dropout", f"must be in [0, 1), got {m.dropout}")
     if not 0.0 < t.ema_decay < 1.0:

@@ -93,11 +93,14 @@ def generator_encoder(cfg: ModelConfig, info: DatasetInfo) -> LabelEncoder | Non
     return encoder
 
 
-def join_latent(z: Tensor, encoder: LabelEncoder | None, y: Tensor | None) -> Tensor:
-    """z or [z, embed(y)] along features."""
-    if encoder is None:
-        return z
-    return torch.cat([z, encoder(y).to(z.dtype)], dim=1)
+def embed_labels(encoder: LabelEncoder | None, y: Tensor | None) -> Tensor | None:
+    """G's label vector embed(y), or None for an unconditional G."""
+    return None if encoder is None else encoder(y)
+
+
+def join_latent(z: Tensor, e: Tensor | None) -> Tensor:
+    """z or [z, e] along features (e: `embed_labels`)."""
+    return z if e is None else torch.cat([z, e.to(z.dtype)], dim=1)
 
 
 class LabelAffine(nn.Module):

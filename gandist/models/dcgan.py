@@ -24,6 +24,7 @@ from gandist.models.conditioning import (
     LabelAffine,
     LabelMap,
     check_condition,
+    embed_labels,
     generator_encoder,
     join_latent,
     run_layers,
@@ -108,8 +109,8 @@ class DCGANGenerator(nn.Module):
         finish(self, cfg.g_norm, cfg.init)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        h = self.fc(join_latent(z, self.label, y)).view(-1, self.c0, self.s0, self.s0)
-        e = self.label(y) if self.label is not None else None
+        e = embed_labels(self.label, y)  # once: joined to z and read by the LabelAffine layers
+        h = self.fc(join_latent(z, e)).view(-1, self.c0, self.s0, self.s0)
         return run_layers(self.blocks, run_layers(self.stem, h, e), e)
 
 

@@ -19,6 +19,7 @@ from gandist.models.conditioning import (
     CriticHead,
     LabelEncoder,
     check_condition,
+    embed_labels,
     generator_encoder,
     join_latent,
 )
@@ -75,7 +76,7 @@ class MLPGenerator(nn.Module):
         finish(self, cfg.g_norm, cfg.init)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        h = self.hidden(join_latent(z, self.label, y))
+        h = self.hidden(join_latent(z, embed_labels(self.label, y)))
         return self.squash(self.out(h)).view(-1, *self.sample_shape)
 
 

@@ -34,6 +34,19 @@ EQUIVALENT: dict[str, tuple[str, list[str]]] = {
     ),
     # multi-label conditional DCGAN: 24 multi-hot labels joined to z and to D's input (the lab's
     # concat; the recipe itself now uses a projection critic)
+    # the recipe's projection critic, summed over positions (model.d_pool), with conditional
+    # norms in G (model.g_cond_norm): label-dependent scales that must sum the same over ranks
+    "project-pooled-condnorm": (
+        "cdcgan_shapes.yaml",
+        [
+            "data.n_samples=64",
+            "data.image_size=32",
+            "model.g_norm=layer",
+            "model.d_norm=layer",
+            "model.d_pool=sum",
+            "model.g_cond_norm=true",
+        ],
+    ),
     "cgan-multilabel": (
         "cdcgan_shapes.yaml",
         [
