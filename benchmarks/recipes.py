@@ -2,7 +2,8 @@
 
 Convolutional: DCGAN-64 and WGAN-GP-64 (the digits recipes at 64x64, G and D width from
 `--width`). Small: the 2-D toy GAN and WGAN-GP (`toy2d_gan`, `toy2d_wgan_gp`: MLPs of 128-512
-units on ring8 points) and the fully connected GAN on the 32x32 digits (`gan_mlp`), each exactly
+units on ring8 points) and the fully connected GAN on the 32x32 digits (`gan_mlp`: the lab's nets,
+configs/experiments/digits_losses/gan.yaml, which docs/performance.md measured), each exactly
 as its recipe builds it (`--width` does not apply to them). All with in-memory data
 (`data.shards=off`) and nothing but training switched on (no logging, samples, checkpoints or
 W&B), so a timed step is pure training work.
@@ -21,7 +22,7 @@ RECIPES = {
     "wgan_gp64": "wgan_gp_digits.yaml",
     "toy2d_gan": "toy2d_gan.yaml",
     "toy2d_wgan_gp": "toy2d_wgan_gp.yaml",
-    "gan_mlp": "gan_mlp_digits.yaml",
+    "gan_mlp": "experiments/digits_losses/gan.yaml",
 }
 # Recipes whose networks are convolutional at 64x64 with a width knob.
 CONV = ("dcgan64", "wgan_gp64")

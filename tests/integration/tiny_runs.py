@@ -32,7 +32,11 @@ COMMON = [
 RUNS: dict[str, tuple[str, list[str]]] = {
     # Unconditional DCGAN with BatchNorm and an EMA (so "EMA by default" is observable).
     "dcgan": ("dcgan_digits.yaml", ["train.ema=true", "train.ema_decay=0.5"]),
-    "mlp": ("gan_mlp_digits.yaml", ["model.g_hidden=[16,16]", "model.d_hidden=[16,16]"]),
+    # MLP without an EMA (the recipe has one): load_generator's fallback to the raw G.
+    "mlp": (
+        "gan_mlp_digits.yaml",
+        ["model.g_hidden=[16,16]", "model.d_hidden=[16,16]", "train.ema=false"],
+    ),
     # Class-conditional, spectral-norm G (export folds the parametrization).
     "class": (
         "dcgan_digits.yaml",
