@@ -32,8 +32,6 @@ EQUIVALENT: dict[str, tuple[str, list[str]]] = {
         "dcgan_digits.yaml",
         ["loss.adversarial=hinge", "loss.penalty=r1", "model.g_norm=layer", "model.d_norm=none"],
     ),
-    # multi-label conditional DCGAN: 24 multi-hot labels joined to z and to D's input (the lab's
-    # concat; the recipe itself now uses a projection critic)
     # the recipe's projection critic, summed over positions (model.d_pool), with conditional
     # norms in G (model.g_cond_norm): label-dependent scales that must sum the same over ranks
     "project-pooled-condnorm": (
@@ -47,6 +45,8 @@ EQUIVALENT: dict[str, tuple[str, list[str]]] = {
             "model.g_cond_norm=true",
         ],
     ),
+    # multi-label conditional DCGAN: 24 multi-hot labels joined to z and to D's input (the lab's
+    # concat; the recipe itself now uses a projection critic)
     "cgan-multilabel": (
         "cdcgan_shapes.yaml",
         [
