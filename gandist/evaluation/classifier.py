@@ -40,6 +40,7 @@ class EvaluatorSpec:
     dataset_key: str = ""
     source: str = ""
     heldout: dict[str, float] = field(default_factory=dict)  # accuracy etc. on held-out data
+    epochs: int = 0  # how long it trained (0: saved before this was recorded)
 
 
 class EvaluatorNet(nn.Module):

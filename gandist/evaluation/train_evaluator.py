@@ -94,6 +94,7 @@ def train_evaluator(
         feature_dim=feature_dim,
         dataset_key=dataset_key(data),
         source=data.source,
+        epochs=epochs,
     )
     net = EvaluatorNet(spec).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)

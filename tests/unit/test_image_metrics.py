@@ -356,3 +356,22 @@ def test_format_scores_folds_per_label_scores_into_one_line_per_family() -> None
     ]
     assert lines[2].split()[1:] == ["0:0", "1:1"] and lines[3].split()[1:] == ["0:4", "1:1"]
     assert lines[0].split()[1] == "2.5000"
+
+
+@pytest.mark.parametrize(("threshold", "warned"), [(1.01, True), (0.0, False)])
+def test_train_evaluator_warns_when_it_is_too_weak_to_read_cond_accuracy(
+    tmp_path: Path, monkeypatch, capsys, threshold: float, warned: bool
+) -> None:
+    """An evaluator that misses real images' labels caps every cond_accuracy read with it: the
+    CLI says so and names the fix (the shapes evaluator's default length found only 0.89)."""
+    from gandist import cli, cli_eval
+
+    monkeypatch.setattr(cli_eval, "WEAK_EVALUATOR", threshold)
+    out = tmp_path / "ev"
+    args = ["train-evaluator", "digits", "--image-size", "16", "--epochs", "2"]
+    assert cli.main([*args, "--root", str(tmp_path), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: the evaluator recognises only" in err) is warned
+    if warned:
+        assert "after 2 epochs" in err and "--epochs 6" in err
+    assert load_evaluator(out)[1].epochs == 2
