@@ -364,9 +364,10 @@ def test_train_evaluator_warns_when_it_is_too_weak_to_read_cond_accuracy(
 ) -> None:
     """An evaluator that misses real images' labels caps every cond_accuracy read with it: the
     CLI says so and names the fix (the shapes evaluator's default length found only 0.89)."""
-    from gandist import cli, cli_eval
+    from gandist import cli
+    from gandist.evaluation import train_evaluator as module
 
-    monkeypatch.setattr(cli_eval, "WEAK_EVALUATOR", threshold)
+    monkeypatch.setattr(module, "WEAK_EVALUATOR", threshold)
     out = tmp_path / "ev"
     args = ["train-evaluator", "digits", "--image-size", "16", "--epochs", "2"]
     assert cli.main([*args, "--root", str(tmp_path), "--out", str(out)]) == 0
