@@ -43,7 +43,13 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from gandist.sampling import sample
 
     out = sample(
-        args.path, args.n, args.out, labels=args.labels, seed=args.seed, use_ema=not args.no_ema
+        args.path,
+        args.n,
+        args.out,
+        labels=args.labels,
+        seed=args.seed,
+        use_ema=not args.no_ema,
+        truncation=args.truncation,
     )
     print(out)
     return 0
@@ -180,6 +186,13 @@ def _sample_arguments(s: argparse.ArgumentParser) -> None:
     )
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
+    s.add_argument(
+        "--truncation",
+        type=float,
+        default=1.0,
+        metavar="PSI",
+        help="sample z scaled by PSI in (0, 1]: more typical, less varied samples (default 1)",
+    )
 
 
 def _report_arguments(r: argparse.ArgumentParser) -> None:

@@ -39,6 +39,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         overrides.append(f"eval.extractor={args.extractor}")
     if args.evaluator:
         overrides.append(f"eval.evaluator={args.evaluator}")
+    if args.truncation is not None:
+        overrides.append(f"eval.truncation={args.truncation}")
     record, path = evaluate_checkpoint(
         args.path, overrides, use_ema=not args.no_ema, wandb_mode=args.wandb, out=args.out
     )
@@ -77,6 +79,14 @@ def _eval_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--extractor", choices=("domain", "inception"), default=None)
     e.add_argument("--evaluator", default=None, help="evaluator directory (domain extractor)")
     e.add_argument("--out", default=None, help="JSON path (default <run>/evals/step_N-X.json)")
+    e.add_argument(
+        "--truncation",
+        type=float,
+        default=None,
+        metavar="PSI",
+        help="score samples from z scaled by PSI in (0, 1]: precision up, recall and FID "
+        "worse (default: the run's eval.truncation, 1 = none)",
+    )
     e.add_argument(
         "--wandb",
         choices=WANDB_MODES,

@@ -260,6 +260,9 @@ class EvalConfig:
     # GANDIST_INCEPTION_WEIGHTS variable, then torch's hub cache; `download` fetches them.
     inception_weights: str = ""
     nearest_k: int = 5  # neighbourhood size of precision/recall/density/coverage
+    # Truncation trick (models/truncation.py): score samples from z scaled by psi in (0, 1];
+    # raises precision at the cost of recall and FID. 1: off (the honest default).
+    truncation: float = 1.0
     kid_subsets: int = 50
     batch_size: int = 200  # generated images per forward pass
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from gandist.data.base import DatasetInfo
+from gandist.models.truncation import check_truncation
 from gandist.sampling import load_generator as _build_from_checkpoint
 from gandist.sampling import parse_labels
 
@@ -62,8 +63,11 @@ class TrainedGenerator(nn.Module):
         return self.net(z, labels)
 
     @torch.no_grad()
-    def sample(self, n: int, labels: Labels = None, seed: int = 0) -> Tensor:
-        """n samples from noise seeded by `seed` (the same on any device), on the module's device.
+    def sample(
+        self, n: int, labels: Labels = None, seed: int = 0, truncation: float = 1.0
+    ) -> Tensor:
+        """n samples from noise seeded by `seed` (the same on any device), on the module's device;
+        `truncation` psi in (0, 1] scales the noise (models/truncation.py; 1: none).
 
         labels (conditional generators only):
         - None: class models cycle through the classes (0, 1, ..., K-1, 0, ...); multi-label
@@ -78,7 +82,7 @@ class TrainedGenerator(nn.Module):
         param = next(self.net.parameters())
         y = self.labels(labels, n, seed)
         z = torch.randn(n, self.z_dim, generator=torch.Generator().manual_seed(seed))
-        z = z.to(param.device, param.dtype)
+        z = z.to(param.device, param.dtype) * check_truncation(truncation)
         if y is not None:
             y = y.to(param.device, param.dtype if y.is_floating_point() else y.dtype)
         return self.net(z, y)

@@ -16,6 +16,7 @@ from gandist.config import load_config
 from gandist.data.base import DatasetInfo
 from gandist.models import build_generator
 from gandist.models.conditioning import random_labels
+from gandist.models.truncation import check_truncation, truncated
 from gandist.run_files import CONFIG
 from gandist.seeds import derive_seed
 from gandist.tracking.images import save_grid, save_scatter
@@ -105,8 +106,11 @@ def sample(
     labels: str | None = None,
     seed: int = 0,
     use_ema: bool = True,
+    truncation: float = 1.0,
 ) -> Path:
+    check_truncation(truncation, "--truncation")
     G, info, _ = load_generator(path, use_ema)
+    G = truncated(G, truncation)
     y, nrow = parse_labels(labels, info, n)
     count = n if y is None else len(y)
     z = torch.randn(count, G.z_dim, generator=torch.Generator().manual_seed(seed))

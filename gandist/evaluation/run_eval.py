@@ -1,6 +1,6 @@
 """`gandist eval <run or checkpoint>`: score a saved generator, on one process or many.
 
-Results go to `<run>/evals/step_NNNNNN-<extractor>.json` (never over the training's own
+Results go to `<run>/evals/step_NNNNNN-<extractor>[-psiP].json` (never over the training's own
 `eval.json`) and, unless tracking is disabled, to a W&B run of job type `eval` grouped with
 the training run, so the scores sit beside its curves.
 """
@@ -19,6 +19,7 @@ from accelerate import Accelerator
 from gandist.config import load_config
 from gandist.evaluation.image_eval import ImageEvaluator, Unavailable, open_extractor
 from gandist.evaluation.toy_metrics import evaluate_modes
+from gandist.models.truncation import truncated
 from gandist.run_files import CONFIG, EVALS_DIR
 from gandist.sampling import load_generator
 from gandist.tracking.wandb_run import log_side_run
@@ -44,7 +45,8 @@ def evaluate_checkpoint(
     step = int(state["step"])
     acc = Accelerator(cpu=not torch.cuda.is_available())
     assert_world_size(acc)
-    G = G.to(acc.device)
+    psi = cfg.eval.truncation
+    G = truncated(G.to(acc.device), psi)
     started = time.perf_counter()
     if info.kind == "points":
         data_info = dataclasses.replace(info, extras=_toy_extras(cfg))
@@ -70,11 +72,13 @@ def evaluate_checkpoint(
         "n_samples": cfg.eval.n_samples,
         "processes": acc.num_processes,
         "ema": use_ema and (ck / "ema_generator.safetensors").is_file(),
+        "truncation": psi,
         "seconds": round(time.perf_counter() - started, 2),
         **scores,
     }
     run_dir = run_dir_of(ck)
-    target = Path(out) if out else run_dir / EVALS_DIR / f"step_{step:06d}-{extractor_name}.json"
+    tag = extractor_name if psi == 1.0 else f"{extractor_name}-psi{psi:g}"
+    target = Path(out) if out else run_dir / EVALS_DIR / f"step_{step:06d}-{tag}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(record, indent=2) + "\n")
     numbers = {k: v for k, v in record.items() if isinstance(v, int | float) and k != "step"}

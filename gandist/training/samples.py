@@ -16,6 +16,7 @@ from gandist.data.base import DatasetInfo
 from gandist.data.stream import BatchStream
 from gandist.evaluation.image_eval import ImageEvaluator, Unavailable, open_extractor
 from gandist.evaluation.toy_metrics import evaluate_modes
+from gandist.models.truncation import truncated
 from gandist.tracking.images import save_grid, save_scatter
 from gandist.training.noise import fixed_noise
 
@@ -101,6 +102,7 @@ class Scorer:
         self._checked = False
 
     def __call__(self, G: torch.nn.Module, say: Callable[[str], None]) -> dict[str, float] | None:
+        G = truncated(G, self.cfg.eval.truncation)
         if self.info.kind == "image":
             if not self._checked:
                 self._checked = True

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+import torch
 from PIL import Image
 
+from gandist import load_generator
 from tests.integration.conftest import run_gandist, train_args
 from tests.wandb_reader import history
 
@@ -76,6 +78,16 @@ def test_train_then_sample(case: str, workdir: Path) -> None:
         run_gandist(["sample", str(run), "--n", "100", "--out", "pts.npy"], workdir)
         pts = np.load(workdir / "pts.npy")
         assert pts.shape == (100, 2) and pts.dtype == np.float32 and np.isfinite(pts).all()
+        # --truncation: the same noise (seed 0), scaled by psi
+        run_gandist(
+            ["sample", str(run), "--n", "100", "--out", "cut.npy", "--truncation", "0.5"], workdir
+        )
+        G = load_generator(run)
+        z = torch.randn(100, G.z_dim, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            want = G(0.5 * z).numpy()
+        np.testing.assert_allclose(np.load(workdir / "cut.npy"), want, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(want, pts)
         run_gandist(["sefa", str(run), "--k", "3", "--out", "sefa", "--wandb", "offline"], workdir)
         dirs = np.load(workdir / "sefa" / "directions.npy")
         assert dirs.shape == (3, 10) and np.allclose(dirs @ dirs.T, np.eye(3), atol=1e-5)

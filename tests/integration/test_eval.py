@@ -66,6 +66,11 @@ def test_evaluator_scores_in_training_and_by_gandist_eval(workdir: Path) -> None
     for key in ("fid", "kid_mean", "precision", "recall", "density", "coverage", "cond_accuracy"):
         assert record[key] == pytest.approx(final[key], rel=1e-4, abs=1e-6), key
     assert "fid" in proc.stdout and str(run / "evals") in proc.stdout
+    # the truncation trick: its own file, its psi recorded, other samples and other numbers
+    run_gandist(["eval", str(run), "--wandb", "disabled", "--truncation", "0.5"], workdir)
+    cut = json.loads((run / "evals/step_000004-domain-psi0.5.json").read_text())
+    assert cut["truncation"] == 0.5 and record["truncation"] == 1.0
+    assert cut["fid"] != pytest.approx(record["fid"], rel=1e-3)
     # the real features were cached once, by the training run
     assert len(list(evaluator.glob("reference-domain-*-n101-seed0.safetensors"))) == 1
 

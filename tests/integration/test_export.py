@@ -201,6 +201,12 @@ def test_sample_shapes_seeds_and_range(runs) -> None:
         G.sample(2, labels=1)
     with pytest.raises(ValueError, match="n must be >= 1"):
         G.sample(0)
+    # truncation: the same noise, scaled
+    z = torch.randn(6, G.z_dim, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(G.sample(6, seed=3, truncation=0.5), G(z * 0.5))
+    with pytest.raises(ValueError, match=r"must be in \(0, 1\]"):
+        G.sample(2, truncation=1.5)
 
 
 def test_sample_labels_for_class_models(runs) -> None:
