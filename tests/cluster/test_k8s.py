@@ -631,7 +631,7 @@ def _wait_for_steps(run: Path, n: int, pods: list[K8sPod], timeout: float) -> No
 
 def test_rehearsal_two_pods_train_checkpoint_preempt_resume(k8s_rehearsal: K8sRehearsal) -> None:
     r = k8s_rehearsal
-    steps = 40  # ~0.2 s a step here: the stop lands within a few steps of the signal
+    steps = 100  # 0.05-0.2 s a step here: the stop lands within a few steps of the signal
     r.tiny_config(steps)
     run = r.run_dir()
 
