@@ -1,11 +1,12 @@
 """The truncation trick: sample from noise pulled towards its mean, trading recall for precision.
 
-A generator draws its typical outputs from typical z; the rare, large-norm z are where it draws
-in-between and broken samples. Scaling z by psi < 1 (StyleGAN's `truncation_psi`, taken in z
-space, whose mean is 0) keeps samples closer to the typical ones: precision rises, recall and
-diversity fall, FID usually rises. It changes nothing in training; it is a choice made when
-sampling or scoring (`gandist sample --truncation`, `eval.truncation`), so every score taken
-with it says so.
+Scaling z by psi < 1 (StyleGAN's `truncation_psi`, taken in z space, whose mean is 0) keeps a
+generator to its typical outputs. Where its rare, large-norm z give its worst samples (the
+digits recipes' in-between digits) precision rises while recall and variety fall, and FID
+rises once psi cuts into the variety; where its failures lie elsewhere in z (the bridges
+between 2-D modes) it does not help. Measured in docs/experiments.md. It changes nothing in
+training; it is a choice made when sampling or scoring (`gandist sample --truncation`,
+`eval.truncation`), so every score taken with it says so.
 """
 
 from __future__ import annotations
