@@ -109,12 +109,12 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
             raise fail(origin, key, str(exc).split(": ", 1)[1]) from None
     if t.max_nonfinite_steps < 1:
         raise fail(origin, "train.max_nonfinite_steps", "must be >= 1")
-    if not 0.0 < cfg.eval.truncation <= 1.0:
-        raise fail(
-            origin,
-            "eval.truncation",
-            f"must be in (0, 1] (1: no truncation), got {cfg.eval.truncation}",
-        )
+    from gandist.models.truncation import check_truncation  # torch: loaded on use
+
+    try:
+        check_truncation(cfg.eval.truncation)
+    except ValueError as exc:
+        raise fail(origin, "eval.truncation", str(exc).split(": ", 1)[1]) from None
     if cfg.dist.check_consistency_every < 0:
         raise fail(origin, "dist.check_consistency_every", "must be >= 0 (0 disables)")
     if t.resume not in ("none", "auto") and not t.resume.strip():

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from gandist.data.base import DatasetInfo
-from gandist.models.truncation import check_truncation
+from gandist.models.truncation import truncated
 from gandist.sampling import load_generator as _build_from_checkpoint
 from gandist.sampling import parse_labels
 
@@ -82,10 +82,10 @@ class TrainedGenerator(nn.Module):
         param = next(self.net.parameters())
         y = self.labels(labels, n, seed)
         z = torch.randn(n, self.z_dim, generator=torch.Generator().manual_seed(seed))
-        z = z.to(param.device, param.dtype) * check_truncation(truncation)
+        z = z.to(param.device, param.dtype)
         if y is not None:
             y = y.to(param.device, param.dtype if y.is_floating_point() else y.dtype)
-        return self.net(z, y)
+        return truncated(self.net, truncation)(z, y)
 
     def labels(self, spec: Labels, n: int, seed: int = 0) -> Tensor | None:
         """The label tensor `sample` feeds the network for `spec` (see `sample`), on the CPU."""

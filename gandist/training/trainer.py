@@ -314,6 +314,9 @@ class Trainer:
     ) -> TrainResult:
         """Last checkpoint, status.json, local pictures, eval.json, the W&B model, the summary."""
         acc = self.acc
+        psi = self.cfg.eval.truncation
+        if final_eval is not None and psi != 1.0:  # truncated scores say so, as gandist eval's
+            final_eval = {**final_eval, "truncation": psi}
         if self.last_ckpt is None or ckpt.checkpoint_step(self.last_ckpt) != self.step:
             self.last_ckpt = self.save()
         if acc.is_main_process:

@@ -90,3 +90,29 @@ def test_eval_without_an_evaluator_says_how_to_get_one(workdir: Path) -> None:
     proc = run_gandist(["eval", str(workdir / "runs/noev")], workdir, check=False)
     assert proc.returncode == 2
     assert "gandist train-evaluator digits --image-size 16" in proc.stderr
+
+
+def test_configured_truncation_is_scored_and_labelled(workdir: Path) -> None:
+    """eval.truncation in a config: the run's own eval.json and `gandist eval` both score the
+    truncated generator, and both say so."""
+    args = train_args(
+        "toy2d_ring8.yaml",
+        "train.steps=2",
+        "train.batch_size=64",
+        "eval.n_samples=500",
+        "eval.truncation=0.5",
+        "train.run_name=cut",
+    )
+    run_gandist(args, workdir)
+    run = workdir / "runs/cut"
+    final = json.loads((run / "eval.json").read_text())
+    assert final["truncation"] == 0.5
+    run_gandist(["eval", str(run), "--wandb", "disabled"], workdir)
+    again = json.loads((run / "evals/step_000002-modes-psi0.5.json").read_text())
+    assert again["truncation"] == 0.5
+    assert again["reverse_kl"] == pytest.approx(final["reverse_kl"], abs=1e-6)
+    run_gandist(["eval", str(run), "--wandb", "disabled", "--truncation", "1"], workdir)
+    # --truncation overrides the config (a 2-step G's mode metrics are saturated, so only the
+    # label and the file tell; how scores respond: tests/unit/test_truncation.py and above)
+    plain = json.loads((run / "evals/step_000002-modes.json").read_text())
+    assert plain["truncation"] == 1.0
