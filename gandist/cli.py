@@ -50,6 +50,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         seed=args.seed,
         use_ema=not args.no_ema,
         truncation=args.truncation,
+        rejection=args.rejection,
     )
     print(out)
     return 0
@@ -192,6 +193,15 @@ def _sample_arguments(s: argparse.ArgumentParser) -> None:
         default=1.0,
         metavar="PSI",
         help="sample z scaled by PSI in (0, 1]: more typical, less varied samples (default 1)",
+    )
+    s.add_argument(
+        "--rejection",
+        type=float,
+        default=0.0,
+        metavar="Q",
+        help="discriminator rejection sampling: the run's critic, calibrated on the frozen G "
+        "(the run's eval.rejection_steps), drops the samples it finds least real; Q in [0, 1) "
+        "sets the threshold, 0.5 keeps about half of the candidates (default 0: off)",
     )
 
 

@@ -41,6 +41,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         overrides.append(f"eval.evaluator={args.evaluator}")
     if args.truncation is not None:
         overrides.append(f"eval.truncation={args.truncation}")
+    if args.rejection is not None:
+        overrides.append(f"eval.rejection={args.rejection}")
     record, path = evaluate_checkpoint(
         args.path, overrides, use_ema=not args.no_ema, wandb_mode=args.wandb, out=args.out
     )
@@ -86,6 +88,16 @@ def _eval_arguments(e: argparse.ArgumentParser) -> None:
         metavar="PSI",
         help="score samples from z scaled by PSI in (0, 1]: precision up, recall and FID "
         "worse (default: the run's eval.truncation, 1 = none)",
+    )
+    e.add_argument(
+        "--rejection",
+        type=float,
+        default=None,
+        metavar="Q",
+        help="score with discriminator rejection sampling: the run's critic, calibrated on the "
+        "frozen G (eval.rejection_steps), drops the samples it finds least real; Q in [0, 1) "
+        "is the quantile of its score used as the threshold shift, 0.5 keeps about half "
+        "(default: the run's eval.rejection, 0 = none)",
     )
     e.add_argument(
         "--wandb",

@@ -112,6 +112,9 @@ class LossConfig:
     gp_one_sided: bool = False
     r1_gamma: float = 10.0
     aux_weight: float = 1.0
+    # ACGAN: does D's classifier also learn the fakes' labels (Odena et al.'s loss) or the real
+    # images' only? Fakes teach it G's artifacts, which G then learns to draw.
+    aux_fake: bool = True
 
 
 @dataclass
@@ -263,6 +266,12 @@ class EvalConfig:
     # Truncation trick (models/truncation.py): score samples from z scaled by psi in (0, 1];
     # raises precision at the cost of recall and FID. 1: off (the honest default).
     truncation: float = 1.0
+    # Discriminator rejection sampling (models/rejection.py) for the final scores and
+    # `gandist eval`/`sample`: the critic, calibrated `rejection_steps` steps on the frozen G,
+    # drops the samples it finds least real; the value is the quantile of its acceptance score
+    # used as the shift gamma (0.5 keeps about half of the candidates). 0: off.
+    rejection: float = 0.0
+    rejection_steps: int = 2000
     kid_subsets: int = 50
     batch_size: int = 200  # generated images per forward pass
 

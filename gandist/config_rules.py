@@ -115,6 +115,14 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
         check_truncation(cfg.eval.truncation)
     except ValueError as exc:
         raise fail(origin, "eval.truncation", str(exc).split(": ", 1)[1]) from None
+    from gandist.models.rejection import check_rejection
+
+    try:
+        check_rejection(cfg.eval.rejection)
+    except ValueError as exc:
+        raise fail(origin, "eval.rejection", str(exc).split(": ", 1)[1]) from None
+    if cfg.eval.rejection_steps < 0:
+        raise fail(origin, "eval.rejection_steps", "must be >= 0 (0: the critic as trained)")
     if cfg.dist.check_consistency_every < 0:
         raise fail(origin, "dist.check_consistency_every", "must be >= 0 (0 disables)")
     if t.resume not in ("none", "auto") and not t.resume.strip():

@@ -16,6 +16,7 @@ from gandist.config import load_config
 from gandist.data.base import DatasetInfo
 from gandist.models import build_generator
 from gandist.models.conditioning import random_labels
+from gandist.models.rejection import check_rejection
 from gandist.models.truncation import check_truncation, truncated
 from gandist.run_files import CONFIG
 from gandist.seeds import derive_seed
@@ -107,10 +108,20 @@ def sample(
     seed: int = 0,
     use_ema: bool = True,
     truncation: float = 1.0,
+    rejection: float = 0.0,
 ) -> Path:
+    """n samples of a run's generator to a PNG grid / scatter or a .npy file; `rejection`:
+    through discriminator rejection sampling at that quantile (models/rejection.py)."""
     check_truncation(truncation, "--truncation")
-    G, info, _ = load_generator(path, use_ema)
+    check_rejection(rejection, "--rejection")
+    G, info, ck = load_generator(path, use_ema)
     G = truncated(G, truncation)
+    if rejection > 0:
+        from gandist.evaluation.rejection import load_critic, with_rejection
+
+        cfg = load_config(ck / CONFIG)
+        critic = load_critic(ck, cfg, info, torch.device("cpu"))
+        G = with_rejection(G, critic, cfg, info, rejection)
     y, nrow = parse_labels(labels, info, n)
     count = n if y is None else len(y)
     z = torch.randn(count, G.z_dim, generator=torch.Generator().manual_seed(seed))

@@ -1,8 +1,8 @@
 """`gandist eval <run or checkpoint>`: score a saved generator, on one process or many.
 
-Results go to `<run>/evals/step_NNNNNN-<extractor>[-psiP].json` (never over the training's own
-`eval.json`) and, unless tracking is disabled, to a W&B run of job type `eval` grouped with
-the training run, so the scores sit beside its curves.
+Results go to `<run>/evals/step_NNNNNN-<extractor>[-psiP][-drsQ].json` (never over the
+training's own `eval.json`) and, unless tracking is disabled, to a W&B run of job type `eval`
+grouped with the training run, so the scores sit beside its curves.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from accelerate import Accelerator
 
 from gandist.config import load_config
 from gandist.evaluation.image_eval import ImageEvaluator, Unavailable, open_extractor
+from gandist.evaluation.rejection import load_critic, rejection_record, with_rejection
 from gandist.evaluation.toy_metrics import evaluate_modes
 from gandist.models.truncation import truncated
 from gandist.run_files import CONFIG, EVALS_DIR
@@ -48,6 +49,9 @@ def evaluate_checkpoint(
     psi = cfg.eval.truncation
     G = truncated(G.to(acc.device), psi)
     started = time.perf_counter()
+    q = cfg.eval.rejection
+    if q > 0:
+        G = with_rejection(G, load_critic(ck, cfg, info, acc.device), cfg, info)
     if info.kind == "points":
         data_info = dataclasses.replace(info, extras=_toy_extras(cfg))
         scores = evaluate_modes(G, data_info.extras, cfg.eval.n_samples, cfg.train.seed, acc.device)
@@ -63,6 +67,7 @@ def evaluate_checkpoint(
             raise FileNotFoundError(extractor.reason)
         scores = ImageEvaluator(cfg, info, extractor, acc)(G, cfg.train.seed)
         extractor_name = extractor.kind
+    drs = rejection_record(G, acc if info.kind == "image" else None)
     if not acc.is_main_process:
         return {}, None
     record = {
@@ -73,11 +78,12 @@ def evaluate_checkpoint(
         "processes": acc.num_processes,
         "ema": use_ema and (ck / "ema_generator.safetensors").is_file(),
         "truncation": psi,
+        **drs,
         "seconds": round(time.perf_counter() - started, 2),
         **scores,
     }
     run_dir = run_dir_of(ck)
-    tag = extractor_name if psi == 1.0 else f"{extractor_name}-psi{psi:g}"
+    tag = extractor_name + ("" if psi == 1.0 else f"-psi{psi:g}") + (f"-drs{q:g}" if q else "")
     target = Path(out) if out else run_dir / EVALS_DIR / f"step_{step:06d}-{tag}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(record, indent=2) + "\n")

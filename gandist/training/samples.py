@@ -15,6 +15,7 @@ from gandist.config import Config
 from gandist.data.base import DatasetInfo
 from gandist.data.stream import BatchStream
 from gandist.evaluation.image_eval import ImageEvaluator, Unavailable, open_extractor
+from gandist.evaluation.rejection import rejection_record, with_rejection
 from gandist.evaluation.toy_metrics import evaluate_modes
 from gandist.models.truncation import truncated
 from gandist.tracking.images import save_grid, save_scatter
@@ -101,8 +102,28 @@ class Scorer:
         self._images: ImageEvaluator | None = None
         self._checked = False
 
-    def __call__(self, G: torch.nn.Module, say: Callable[[str], None]) -> dict[str, float] | None:
+    def __call__(
+        self,
+        G: torch.nn.Module,
+        say: Callable[[str], None],
+        critic: torch.nn.Module | None = None,
+    ) -> dict[str, float] | None:
+        """`critic`: score with rejection sampling (eval.rejection) through a calibrated copy
+        of it; the scores then carry `rejection` and `rejection_acceptance`."""
         G = truncated(G, self.cfg.eval.truncation)
+        if critic is not None:
+            if self.info.kind == "points" and not self.acc.is_main_process:
+                return None  # 2-D scores are the main rank's alone
+            say(
+                f"rejection sampling (eval.rejection {self.cfg.eval.rejection:g}): calibrating "
+                f"the critic for {self.cfg.eval.rejection_steps} steps"
+            )
+            G = with_rejection(G, critic, self.cfg, self.info)
+        scores = self._score(G, say)
+        drs = rejection_record(G, self.acc if self.info.kind == "image" else None)
+        return None if scores is None else {**scores, **drs}
+
+    def _score(self, G: torch.nn.Module, say: Callable[[str], None]) -> dict[str, float] | None:
         if self.info.kind == "image":
             if not self._checked:
                 self._checked = True

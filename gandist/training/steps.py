@@ -157,9 +157,9 @@ def discriminator_step(
         metrics["d/fake_score"] = fake_out.detach().mean()
         metrics["d/wasserstein"] = wasserstein_estimate(real_out.detach(), fake_out.detach())
     if real_aux is not None and fake_aux is not None:
-        aux = aux_loss(_at_least_fp32(real_aux), y, parts.label_type) + aux_loss(
-            _at_least_fp32(fake_aux), y, parts.label_type
-        )
+        aux = aux_loss(_at_least_fp32(real_aux), y, parts.label_type)
+        if lc.aux_fake:
+            aux = aux + aux_loss(_at_least_fp32(fake_aux), y, parts.label_type)
         loss = loss + lc.aux_weight * aux
         metrics["d/loss_aux"] = aux.detach()
     penalty = parts.penalty

@@ -289,6 +289,8 @@ class Trainer:
                 if scores is not None:
                     values.update({f"eval/{k}": v for k, v in scores.items()})
                     final_eval = scores if s == t.steps else final_eval
+                if s == t.steps and cfg.eval.rejection > 0:
+                    final_eval = self._final_rejection_eval(log, values, final_eval)
             if values:
                 log.scalars(s, values)
             if _due(t.sample_every, s, t.steps):
@@ -419,10 +421,27 @@ class Trainer:
             log.image(self.step, "samples", path, caption=f"step {self.step}")
         return path
 
-    def evaluate(self, log: RunLog | None = None) -> dict[str, float] | None:
-        """The run's metrics (see samples.Scorer); every rank calls it."""
+    def evaluate(
+        self, log: RunLog | None = None, rejection: bool = False
+    ) -> dict[str, float] | None:
+        """The run's metrics (see samples.Scorer); every rank calls it. `rejection`: through
+        discriminator rejection sampling with the critic (eval.rejection)."""
         self._sync_buffers()
-        return self.scorer(self.generator_for_samples(), log.message if log else lambda _: None)
+        critic = self.parts.D_plain if rejection else None
+        say = log.message if log else lambda _: None
+        return self.scorer(self.generator_for_samples(), say, critic)
+
+    def _final_rejection_eval(
+        self, log: RunLog, values: dict[str, float], plain: dict[str, float] | None
+    ) -> dict[str, float] | None:
+        """eval.rejection: the final scores again with rejection sampling, logged as
+        eval_rejection/* beside the plain eval/*; eval.json gets them, with the plain ones as
+        without_rejection/*, so both stay on record."""
+        scores = self.evaluate(log, rejection=True)
+        if scores is None:
+            return plain
+        values.update({f"eval_rejection/{k}": v for k, v in scores.items()})
+        return {**scores, **{f"without_rejection/{k}": v for k, v in (plain or {}).items()}}
 
     def trainer_state(self) -> dict[str, Any]:
         return ckpt.trainer_state(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.integration.conftest import metrics, run_gandist, train_args
@@ -71,6 +72,16 @@ def test_evaluator_scores_in_training_and_by_gandist_eval(workdir: Path) -> None
     cut = json.loads((run / "evals/step_000004-domain-psi0.5.json").read_text())
     assert cut["truncation"] == 0.5 and record["truncation"] == 1.0
     assert cut["fid"] != pytest.approx(record["fid"], rel=1e-3)
+    # rejection sampling through the run's critic (class-conditional): the same samples and
+    # acceptance on 2 processes as on 1
+    drs = ["eval", str(run), "--wandb", "disabled", "--rejection", "0.5", "eval.rejection_steps=5"]
+    run_gandist([*drs, "--out", "drs2.json"], workdir, nproc=2)
+    run_gandist([*drs, "--out", "drs1.json"], workdir)
+    two, one = (json.loads((workdir / f).read_text()) for f in ("drs2.json", "drs1.json"))
+    assert (two["processes"], one["processes"], one["rejection"]) == (2, 1, 0.5)
+    for key in ("fid", "precision", "recall", "cond_accuracy", "rejection_acceptance"):
+        assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
+    assert one["fid"] != record["fid"]  # other samples (a 4-step G draws much alike)
     # the real features were cached once, by the training run
     assert len(list(evaluator.glob("reference-domain-*-n101-seed0.safetensors"))) == 1
 
@@ -116,3 +127,43 @@ def test_configured_truncation_is_scored_and_labelled(workdir: Path) -> None:
     # label and the file tell; how scores respond: tests/unit/test_truncation.py and above)
     plain = json.loads((run / "evals/step_000002-modes.json").read_text())
     assert plain["truncation"] == 1.0
+
+
+def test_configured_rejection_sampling_scores_samples_and_says_so(workdir: Path) -> None:
+    """eval.rejection: the run's eval.json holds the scores with rejection sampling and the
+    plain ones beside them; `gandist eval` reproduces them from the checkpoint (same calibration,
+    same samples); `gandist sample --rejection` draws through it."""
+    args = train_args(
+        "toy2d_ring8.yaml",
+        "train.steps=4",
+        "train.batch_size=64",
+        "eval.n_samples=500",
+        "eval.rejection=0.5",
+        "eval.rejection_steps=10",
+        "train.run_name=drs",
+    )
+    out = run_gandist(args, workdir)
+    assert "rejection sampling (eval.rejection 0.5): calibrating the critic for 10 steps" in (
+        out.stdout + out.stderr
+    )
+    run = workdir / "runs/drs"
+    final = json.loads((run / "eval.json").read_text())
+    assert final["rejection"] == 0.5 and 0 < final["rejection_acceptance"] < 1
+    assert "without_rejection/reverse_kl" in final and "without_rejection/rejection" not in final
+    last = metrics(run)[-1]
+    assert last["eval_rejection/rejection"] == 0.5 and "eval/reverse_kl" in last
+    run_gandist(["eval", str(run), "--wandb", "disabled"], workdir)
+    again = json.loads((run / "evals/step_000004-modes-drs0.5.json").read_text())
+    for key in ("reverse_kl", "high_quality_share", "rejection_acceptance"):
+        assert again[key] == pytest.approx(final[key], abs=1e-9), key
+    run_gandist(["eval", str(run), "--wandb", "disabled", "--rejection", "0"], workdir)
+    plain = json.loads((run / "evals/step_000004-modes.json").read_text())
+    assert "rejection" not in plain
+    assert plain["reverse_kl"] == pytest.approx(final["without_rejection/reverse_kl"], abs=1e-9)
+    for q in ("0", "0.5"):
+        args = ["sample", str(run), "--n", "300", "--out", f"q{q}.npy", "--rejection", q]
+        run_gandist(args, workdir)
+    kept, raw = np.load(workdir / "q0.5.npy"), np.load(workdir / "q0.npy")
+    assert kept.shape == raw.shape == (300, 2) and not np.allclose(kept, raw)
+    bad = run_gandist(["sample", str(run), "--rejection", "1"], workdir, check=False)
+    assert bad.returncode == 2 and "--rejection: must be in [0, 1)" in bad.stderr

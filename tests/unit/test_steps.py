@@ -35,7 +35,7 @@ def make_parts(
     condition: str = "none",
     lr: float = 2e-4,
     dtype: torch.dtype = torch.float64,
-    **loss_kw: float,
+    **loss_kw: float | bool,
 ) -> GANParts:
     """G and D (no BatchNorm) with Adam, prepared by `acc` and wrapped like Trainer does."""
     labels = "class" if condition != "none" else "none"
@@ -182,6 +182,22 @@ def test_acgan_logs_aux_losses(acc: Accelerator) -> None:
         assert torch.isfinite(aux) and aux.item() > 0
         expected = m[f"{side}/loss_adv"] + 0.5 * aux
         assert m[f"{side}/loss"].item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_acgan_aux_fake_false_trains_the_classifier_on_real_images_only(acc: Accelerator) -> None:
+    """loss.aux_fake=false: D's aux loss is the real batch's cross-entropy alone (the fakes'
+    term is dropped), so it equals the classifier's loss on the reals before the update; G's
+    step keeps its aux term."""
+    parts = make_parts(acc, condition="acgan", aux_fake=False)
+    real, y, z, eps = batch()
+    with torch.no_grad():
+        _, real_aux = parts.D(real, y)
+    expected = torch.nn.functional.cross_entropy(real_aux, y.long())
+    md = discriminator_step(parts, real, y, z, eps)
+    assert md["d/loss_aux"].item() == pytest.approx(expected.item(), rel=1e-12)
+    both = make_parts(acc, condition="acgan")  # the same nets and batch, both terms
+    assert discriminator_step(both, real, y, z, eps)["d/loss_aux"].item() > expected.item() * 1.5
+    assert torch.isfinite(generator_step(parts, y, z)["g/loss_aux"])
 
 
 def test_unconditional_logs_no_aux_loss(acc: Accelerator) -> None:
