@@ -58,6 +58,7 @@ def tiny_overrides(path: Path, data_root: Path) -> list[str]:
         "eval.images=off",
         "eval.every=0",
         "eval.n_samples=200",
+        "eval.rejection_steps=5",  # a recipe's rejection sampling, exercised at a tiny cost
     ]
     if raw.data.source.split(":")[0] in ("shapes", "toy2d"):
         out.append("data.n_samples=512")  # procedural: a short epoch

@@ -111,28 +111,27 @@ class Scorer:
         """`critic`: score with rejection sampling (eval.rejection) through a calibrated copy
         of it; the scores then carry `rejection` and `rejection_acceptance`."""
         G = truncated(G, self.cfg.eval.truncation)
-        if critic is not None:
-            if self.info.kind == "points" and not self.acc.is_main_process:
-                return None  # 2-D scores are the main rank's alone
-            say(
-                f"rejection sampling (eval.rejection {self.cfg.eval.rejection:g}): calibrating "
-                f"the critic for {self.cfg.eval.rejection_steps} steps"
-            )
-            G = with_rejection(G, critic, self.cfg, self.info)
-        scores = self._score(G, say)
-        drs = rejection_record(G, self.acc if self.info.kind == "image" else None)
-        return None if scores is None else {**scores, **drs}
-
-    def _score(self, G: torch.nn.Module, say: Callable[[str], None]) -> dict[str, float] | None:
         if self.info.kind == "image":
             if not self._checked:
                 self._checked = True
                 self._images, why = open_scorer(self.cfg, self.info, self.acc)
                 if why:
                     say(why)
-            return None if self._images is None else self._images(G, self.cfg.train.seed)
-        if not self.acc.is_main_process:
-            return None
-        return evaluate_modes(
-            G, self.info.extras, self.cfg.eval.n_samples, self.cfg.train.seed, self.acc.device
-        )
+            if self._images is None:
+                return None  # nothing to score: no calibration either
+        elif not self.acc.is_main_process or "modes" not in self.info.extras:
+            return None  # 2-D scores: the main rank's alone, for known mixtures
+        if critic is not None:
+            say(
+                f"rejection sampling (eval.rejection {self.cfg.eval.rejection:g}): calibrating "
+                f"the critic for {self.cfg.eval.rejection_steps} steps"
+            )
+            G = with_rejection(G, critic, self.cfg, self.info)
+        if self._images is not None:
+            scores = self._images(G, self.cfg.train.seed)
+        else:
+            scores = evaluate_modes(
+                G, self.info.extras, self.cfg.eval.n_samples, self.cfg.train.seed, self.acc.device
+            )
+        drs = rejection_record(G, self.acc if self.info.kind == "image" else None)
+        return None if scores is None else {**scores, **drs}
