@@ -14,6 +14,7 @@ from gandist.data.base import DatasetInfo
 from gandist.models.rejection import RejectionSampler, calibrate, check_rejection
 
 CALIBRATION_REAL = 10000  # real samples the calibration draws its batches from (at most)
+CALIBRATION_BYTES = 2**30  # ... and at most this much of them in memory (large images)
 
 
 def with_rejection(
@@ -29,14 +30,14 @@ def with_rejection(
     if cfg.model.condition == "none":  # labels of the data, but not the model's
         info = dataclasses.replace(info, label_type="none", num_labels=0)
     seed = cfg.train.seed
-    x, y = real_samples(cfg.data, CALIBRATION_REAL, seed)
-    device = next(D.parameters()).device
+    n = CALIBRATION_REAL
     if info.kind == "image":
-        x = x.float()
+        n = max(1000, min(n, CALIBRATION_BYTES // (4 * info.channels * info.image_size**2)))
+    x, y = real_samples(cfg.data, n, seed)
     critic = calibrate(
         D,
         G,
-        (x.to(device), y if info.label_type != "none" else None),
+        (x, y if info.label_type != "none" else None),
         pack=cfg.model.pack,
         steps=cfg.eval.rejection_steps,
         seed=seed,

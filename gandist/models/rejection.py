@@ -80,7 +80,8 @@ def calibrate(
     D = copy.deepcopy(D).train().requires_grad_(True)
     opt = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
     gen = torch.Generator().manual_seed(derive_seed(seed, "rejection", "calibrate"))
-    device = next(D.parameters()).device
+    device, dtype = next(D.parameters()).device, next(D.parameters()).dtype
+    g_dtype = next(G.parameters()).dtype
     x_real, y_real = real
     g_training = G.training
     G.eval()
@@ -91,11 +92,13 @@ def calibrate(
             torch.manual_seed(derive_seed(seed, "rejection", "calibrate", "dropout"))
             for _ in range(steps):
                 idx = torch.randint(len(x_real), (batch_size,), generator=gen)
-                xr = x_real[idx].to(device)
+                xr = x_real[idx].to(device, dtype)
                 yr = None if y_real is None else y_real[idx].to(device)
-                z = torch.randn(batch_size, G.z_dim, generator=gen).to(device)
+                if yr is not None and yr.is_floating_point():
+                    yr = yr.to(g_dtype)
+                z = torch.randn(batch_size, G.z_dim, generator=gen).to(device, g_dtype)
                 with torch.no_grad():
-                    xf = G(z, yr)
+                    xf = G(z, yr).to(dtype)
                 loss = F.softplus(-critic_logits(D, xr, yr, pack)).mean()
                 loss = loss + F.softplus(critic_logits(D, xf, yr, pack)).mean()
                 opt.zero_grad(set_to_none=True)

@@ -158,3 +158,22 @@ def test_calibration_does_not_depend_on_the_global_random_state() -> None:
         assert torch.equal(after, torch.rand(()))  # as if calibration had drawn nothing
     for a, b in zip(tuned[0].parameters(), tuned[1].parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_networks_in_bfloat16_calibrate_and_sample() -> None:
+    """train.dtype=bfloat16 casts G and D; real data stays float32 until it reaches D."""
+    G = LineG().to(torch.bfloat16)
+    D = nn.Sequential(nn.Linear(1, 8), nn.ReLU(), nn.Linear(8, 1)).to(torch.bfloat16)
+
+    class Critic(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = D
+
+        def forward(self, x, y=None):
+            return self.net(x).squeeze(-1), None
+
+    tuned = calibrate(Critic(), G, (torch.randn(64, 1) + 2, None), pack=1, steps=3, seed=0)
+    drs = RejectionSampler(G, tuned, pack=1, quantile=0.5, seed=0, burn_in=300)
+    out = drs(torch.randn(20, 1, dtype=torch.bfloat16))
+    assert out.shape == (20, 1) and out.dtype == torch.bfloat16
