@@ -122,10 +122,9 @@ class Scorer:
         elif not self.acc.is_main_process or "modes" not in self.info.extras:
             return None  # 2-D scores: the main rank's alone, for known mixtures
         if critic is not None:
-            say(
-                f"rejection sampling (eval.rejection {self.cfg.eval.rejection:g}): calibrating "
-                f"the critic for {self.cfg.eval.rejection_steps} steps"
-            )
+            steps = self.cfg.eval.rejection_steps
+            how = f"calibrating the critic for {steps} steps" if steps else "the critic as trained"
+            say(f"rejection sampling (eval.rejection {self.cfg.eval.rejection:g}): {how}")
             G = with_rejection(G, critic, self.cfg, self.info)
         if self._images is not None:
             scores = self._images(G, self.cfg.train.seed)
