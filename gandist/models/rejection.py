@@ -133,7 +133,6 @@ class RejectionSampler(nn.Module):
         self.net, self.critic = G, D.eval()
         self.z_dim, self.pack, self.seed = G.z_dim, pack, seed
         self.quantile = check_rejection(quantile)
-        self.batch_size = batch_size
         self.accepted = self.tried = 0
         gen = torch.Generator().manual_seed(derive_seed(seed, "rejection", "burn-in"))
         logits = []
@@ -141,7 +140,7 @@ class RejectionSampler(nn.Module):
             n = min(batch_size, burn_in - lo)
             z = torch.randn(n, self.z_dim, generator=gen)
             y = None if label_type == "none" else random_labels(label_type, num_labels, n, gen)
-            logits.append(self._score_raw(z, y))
+            logits.append(self._candidates(z, y)[1])
         raw = torch.cat(logits)
         self.max_logit = float(raw.max())
         self.gamma = float(torch.quantile(acceptance_score(raw, self.max_logit), quantile))
@@ -168,22 +167,19 @@ class RejectionSampler(nn.Module):
             self.net.train(was_training)
         return x, critic_logits(self.critic, x, y, self.pack).cpu()
 
-    def _score_raw(self, z: Tensor, y: Tensor | None) -> Tensor:
-        return self._candidates(z, y)[1]
-
     @torch.no_grad()
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         n = len(z)
+        cand_z = z.detach().float().cpu()  # one copy to the host, then per-row seeds
         gens = [
             torch.Generator().manual_seed(
-                derive_seed(self.seed, "rejection", zlib.crc32(row.float().cpu().numpy().tobytes()))
+                derive_seed(self.seed, "rejection", zlib.crc32(row.numpy().tobytes()))
             )
-            for row in z
+            for row in cand_z
         ]
         out: list[Tensor | None] = [None] * n
         best: list[tuple[float, Tensor] | None] = [None] * n
         pending = list(range(n))
-        cand_z = z.detach().cpu().float()
         for attempt in range(MAX_TRIES):
             if not pending:
                 break
