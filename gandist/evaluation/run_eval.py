@@ -7,9 +7,9 @@ grouped with the training run, so the scores sit beside its curves.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,24 +49,32 @@ def evaluate_checkpoint(
     psi = cfg.eval.truncation
     G = truncated(G.to(acc.device), psi)
     started = time.perf_counter()
-    q = cfg.eval.rejection
-    if q > 0:
-        G = with_rejection(G, load_critic(ck, cfg, info, acc.device), cfg, info)
+    score: Callable[[torch.nn.Module], dict[str, float] | None]
     if info.kind == "points":
-        data_info = dataclasses.replace(info, extras=_toy_extras(cfg))
-        scores = evaluate_modes(G, data_info.extras, cfg.eval.n_samples, cfg.train.seed, acc.device)
-        if scores is None:
+        extras = _toy_extras(cfg)
+        if "modes" not in extras:
             raise ValueError(
                 f"{cfg.data.source}: no metrics for this 2-D data (mode metrics need a known "
                 "mixture: toy2d:ring8 or toy2d:grid25)"
             )
         extractor_name = "modes"
+
+        def score(g: torch.nn.Module) -> dict[str, float] | None:
+            return evaluate_modes(g, extras, cfg.eval.n_samples, cfg.train.seed, acc.device)
     else:
         extractor = open_extractor(cfg, info)
         if isinstance(extractor, Unavailable):
             raise FileNotFoundError(extractor.reason)
-        scores = ImageEvaluator(cfg, info, extractor, acc)(G, cfg.train.seed)
         extractor_name = extractor.kind
+        evaluator = ImageEvaluator(cfg, info, extractor, acc)
+
+        def score(g: torch.nn.Module) -> dict[str, float] | None:
+            return evaluator(g, cfg.train.seed)
+
+    q = cfg.eval.rejection
+    if q > 0:  # after the checks above: calibration can take minutes
+        G = with_rejection(G, load_critic(ck, cfg, info, acc.device), cfg, info)
+    scores = score(G) or {}
     drs = rejection_record(G, acc if info.kind == "image" else None)
     if not acc.is_main_process:
         return {}, None
