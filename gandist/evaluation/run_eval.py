@@ -19,7 +19,7 @@ from accelerate import Accelerator
 from gandist.config import load_config
 from gandist.evaluation.image_eval import ImageEvaluator, Unavailable, open_extractor
 from gandist.evaluation.rejection import load_critic, rejection_record, with_rejection
-from gandist.evaluation.toy_metrics import evaluate_modes
+from gandist.evaluation.toy_metrics import evaluate_modes, has_mode_metrics
 from gandist.models.truncation import truncated
 from gandist.run_files import CONFIG, EVALS_DIR
 from gandist.sampling import load_generator
@@ -52,7 +52,7 @@ def evaluate_checkpoint(
     score: Callable[[torch.nn.Module], dict[str, float] | None]
     if info.kind == "points":
         extras = _toy_extras(cfg)
-        if "modes" not in extras:
+        if not has_mode_metrics(extras):
             raise ValueError(
                 f"{cfg.data.source}: no metrics for this 2-D data (mode metrics need a known "
                 "mixture: toy2d:ring8 or toy2d:grid25)"

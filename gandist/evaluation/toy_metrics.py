@@ -47,11 +47,16 @@ def mode_metrics(
 
 
 @torch.no_grad()
+def has_mode_metrics(extras: dict) -> bool:
+    """Whether the 2-D data is a known mixture (toy2d:ring8, grid25), which mode metrics need."""
+    return "modes" in extras
+
+
 def evaluate_modes(
     G: torch.nn.Module, extras: dict, n: int, seed: int, device: torch.device
 ) -> dict[str, float] | None:
     """Mode metrics of n samples from G when the data is a known mixture, else None."""
-    if "modes" not in extras:
+    if not has_mode_metrics(extras):
         return None
     z = sample_noise(seed, "eval", 0, n, G.z_dim)
     dtype = next(G.parameters()).dtype

@@ -16,7 +16,7 @@ from gandist.data.base import DatasetInfo
 from gandist.data.stream import BatchStream
 from gandist.evaluation.image_eval import ImageEvaluator, Unavailable, open_extractor
 from gandist.evaluation.rejection import rejection_record, with_rejection
-from gandist.evaluation.toy_metrics import evaluate_modes
+from gandist.evaluation.toy_metrics import evaluate_modes, has_mode_metrics
 from gandist.models.truncation import truncated
 from gandist.tracking.images import save_grid, save_scatter
 from gandist.training.noise import fixed_noise
@@ -119,7 +119,7 @@ class Scorer:
                     say(why)
             if self._images is None:
                 return None  # nothing to score: no calibration either
-        elif not self.acc.is_main_process or "modes" not in self.info.extras:
+        elif not self.acc.is_main_process or not has_mode_metrics(self.info.extras):
             return None  # 2-D scores: the main rank's alone, for known mixtures
         if critic is not None:
             steps = self.cfg.eval.rejection_steps

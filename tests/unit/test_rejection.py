@@ -43,6 +43,17 @@ class SignCritic(nn.Module):
         return self.lin(x.reshape(-1, self.pack)).squeeze(-1), None
 
 
+class NetCritic(nn.Module):
+    """Any net (B, 1) -> (B, 1) as a critic: (logits (B,), no aux logits)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        return self.net(x).squeeze(-1), None
+
+
 def test_check_rejection_range() -> None:
     assert check_rejection(0.0) == 0.0 and check_rejection(0.5) == 0.5
     for bad in (-0.1, 1.0, 2.0):
@@ -107,15 +118,7 @@ def test_calibration_trains_a_copy_and_leaves_the_run_alone() -> None:
     G = LineG().train()
     D = nn.Sequential(nn.Linear(1, 16), nn.ReLU(), nn.Linear(16, 1))
 
-    class Critic(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = D
-
-        def forward(self, x, y=None):
-            return self.net(x).squeeze(-1), None
-
-    critic = Critic()
+    critic = NetCritic(D)
     before = [p.detach().clone() for p in critic.parameters()]
     real = (torch.full((256, 1), 2.0) + 0.1 * torch.randn(256, 1), None)  # G draws N(0, 1)
     with torch.no_grad():  # callers may hold no_grad (gandist sample does)
@@ -139,16 +142,9 @@ def test_calibration_does_not_depend_on_the_global_random_state() -> None:
     """A dropout critic draws its masks from the calibration's seed, so two processes (or two
     runs) calibrate the same copy whatever ran before; the caller's random state is restored."""
 
-    class DropCritic(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = nn.Sequential(nn.Linear(1, 32), nn.Dropout(0.4), nn.Linear(32, 1))
-
-        def forward(self, x, y=None):
-            return self.net(x).squeeze(-1), None
-
     torch.manual_seed(0)
-    critic, real = DropCritic(), (torch.randn(128, 1) + 2.0, None)
+    critic = NetCritic(nn.Sequential(nn.Linear(1, 32), nn.Dropout(0.4), nn.Linear(32, 1)))
+    real = (torch.randn(128, 1) + 2.0, None)
     tuned = []
     for state in (1, 2):
         torch.manual_seed(state)
@@ -165,15 +161,7 @@ def test_networks_in_bfloat16_calibrate_and_sample() -> None:
     G = LineG().to(torch.bfloat16)
     D = nn.Sequential(nn.Linear(1, 8), nn.ReLU(), nn.Linear(8, 1)).to(torch.bfloat16)
 
-    class Critic(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = D
-
-        def forward(self, x, y=None):
-            return self.net(x).squeeze(-1), None
-
-    tuned = calibrate(Critic(), G, (torch.randn(64, 1) + 2, None), pack=1, steps=3, seed=0)
+    tuned = calibrate(NetCritic(D), G, (torch.randn(64, 1) + 2, None), pack=1, steps=3, seed=0)
     drs = RejectionSampler(G, tuned, pack=1, quantile=0.5, seed=0, burn_in=300)
     out = drs(torch.randn(20, 1, dtype=torch.bfloat16))
     assert out.shape == (20, 1) and out.dtype == torch.bfloat16
