@@ -19,6 +19,9 @@ from gandist.config import DataConfig
 from gandist.data.keys import dataset_key, source_name
 from gandist.data.pipeline import open_stream
 from gandist.data.sources.registry import load_source
+from gandist.data.stream import BatchStream
+
+READ_BATCH = 16
 
 
 def reference_path(
@@ -32,20 +35,31 @@ def reference_path(
 def real_samples(data: DataConfig, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Up to n real (images, labels), drawn without replacement (all of a smaller data set)."""
     if source_name(data.source) == "shards":
-        stream = open_stream(data, min(n, 256), 0, 1, seed, True, lambda: None)
-        xs, ys, total = [], [], 0
-        while total < min(n, stream.num_samples):
-            x, y = next(stream)
-            xs.append(x)
-            ys.append(y)
-            total += len(x)
-        return torch.cat(xs)[:n], torch.cat(ys)[:n]
+        return stream_samples(shard_reader(data, seed), n)
     src = load_source(dataclasses.replace(data, shards="off"))
     idx = torch.randperm(len(src), generator=torch.Generator().manual_seed(seed))[:n]
     if src.tensors is not None:
         return src.tensors[0][idx], src.tensors[1][idx]
     items = [src.dataset[i] for i in idx.tolist()]
     return torch.stack([x for x, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items])
+
+
+def shard_reader(data: DataConfig, seed: int) -> BatchStream:
+    """A one-process stream over shards for reading samples out, in batches small enough for
+    any data set that can train (a batch of 256 would refuse shards of 200 samples)."""
+    return open_stream(data, READ_BATCH, 0, 1, seed, True, lambda: None)
+
+
+def stream_samples(stream: BatchStream, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to n (images, labels) from a one-process stream: shuffled shards, not storage order
+    (shards written class by class would otherwise give one class)."""
+    xs, ys, total = [], [], 0
+    while total < min(n, stream.num_samples):
+        x, y = next(stream)
+        xs.append(x)
+        ys.append(y)
+        total += len(x)
+    return torch.cat(xs)[:n], torch.cat(ys)[:n]
 
 
 @torch.no_grad()

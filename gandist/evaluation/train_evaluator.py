@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Subset, TensorDataset
 from tqdm.auto import tqdm
 
 from gandist.config import DataConfig
+from gandist.data.base import SourceData
 from gandist.data.keys import dataset_key, source_name
 from gandist.data.sources.registry import load_source
 from gandist.evaluation.classifier import (
@@ -24,12 +26,15 @@ from gandist.evaluation.classifier import (
     save_evaluator,
 )
 from gandist.evaluation.image_metrics import label_agreement
+from gandist.evaluation.reference import shard_reader, stream_samples
 from gandist.objectives.losses import aux_loss
 
 TARGET_STEPS = 1000  # epochs=0 trains about this many batches
 # Held-out accuracy below which an evaluator is too weak to judge conditions with (the digits
 # evaluator reaches 0.99; the 32 px shapes one 0.89 at the default length, 0.998 at 12 epochs).
 WEAK_EVALUATOR = 0.95
+MIN_SAMPLES = 20
+SHARD_BYTES = 2 * 2**30  # shards are read into memory up to this much of float images
 
 
 @torch.no_grad()
@@ -56,6 +61,26 @@ def weak_evaluator_warning(spec: EvaluatorSpec) -> str | None:
     )
 
 
+def _labelled_data(data: DataConfig, seed: int) -> SourceData:
+    """The source's samples; shards (the only copy a cluster user may have) are read through
+    the shuffled stream into memory, at most SHARD_BYTES of images, and say so when capped."""
+    if source_name(data.source) != "shards":
+        return load_source(dataclasses.replace(data, shards="off"))
+    stream = shard_reader(data, seed)
+    info = stream.info
+    n = stream.num_samples
+    if info.kind == "image":
+        n = min(n, max(1000, SHARD_BYTES // (4 * info.channels * info.image_size**2)))
+    if n < stream.num_samples:
+        print(
+            f"train-evaluator: reading {n} of the {stream.num_samples} samples of "
+            f"{data.source} (shuffled; {SHARD_BYTES / 2**30:.0f} GiB in memory at most)",
+            file=sys.stderr,
+        )
+    x, y = stream_samples(stream, n)
+    return SourceData(info, TensorDataset(x, y), (x, y))
+
+
 def train_evaluator(
     data: DataConfig,
     out_dir: str | Path | None = None,
@@ -69,12 +94,7 @@ def train_evaluator(
 ) -> tuple[Path, EvaluatorSpec]:
     """Train and save the evaluator for `data`; returns its directory and spec (with the held-out
     scores). `epochs=0` picks enough epochs for about TARGET_STEPS batches."""
-    if source_name(data.source) == "shards":
-        raise ValueError(
-            "train-evaluator reads a source directly: give the source the shards were written "
-            "from (folder:..., torchvision:..., digits, shapes), not shards:..."
-        )
-    src = load_source(dataclasses.replace(data, shards="off"))
+    src = _labelled_data(data, seed)
     info = src.info
     if info.kind != "image":
         raise ValueError(f"train-evaluator: {data.source} is not an image source")
@@ -84,8 +104,10 @@ def train_evaluator(
             "it; use eval.extractor=inception for unlabelled data"
         )
     n = len(src)
-    if n < 20:
-        raise ValueError(f"train-evaluator: {data.source} has only {n} samples (need >= 20)")
+    if n < MIN_SAMPLES:
+        raise ValueError(
+            f"train-evaluator: {data.source} has only {n} samples (need >= {MIN_SAMPLES})"
+        )
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(n, generator=g).tolist()
     n_held = max(10, n // 10)

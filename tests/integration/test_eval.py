@@ -131,7 +131,7 @@ def test_configured_truncation_is_scored_and_labelled(workdir: Path) -> None:
 
 
 def test_configured_rejection_sampling_scores_samples_and_says_so(workdir: Path) -> None:
-    """eval.rejection: the run's eval.json holds the scores with rejection sampling and the
+    """eval.rejection: the run's eval.json and W&B hold the scores with rejection sampling and the
     plain ones beside them; `gandist eval` reproduces them from the checkpoint (same calibration,
     same samples); `gandist sample --rejection` draws through it."""
     args = train_args(
@@ -141,6 +141,7 @@ def test_configured_rejection_sampling_scores_samples_and_says_so(workdir: Path)
         "eval.n_samples=500",
         "eval.rejection=0.5",
         "eval.rejection_steps=10",
+        "tracking.wandb=offline",
         "train.run_name=drs",
     )
     out = run_gandist(args, workdir)
@@ -153,6 +154,9 @@ def test_configured_rejection_sampling_scores_samples_and_says_so(workdir: Path)
     assert "without_rejection/reverse_kl" in final and "without_rejection/rejection" not in final
     last = metrics(run)[-1]
     assert last["eval_rejection/rejection"] == 0.5 and "eval/reverse_kl" in last
+    logged = history(next(run.glob("wandb/*run-*/run-*.wandb")))[-1]  # what W&B users see
+    assert logged["eval_rejection/reverse_kl"] == pytest.approx(final["reverse_kl"])
+    assert logged["eval/reverse_kl"] == pytest.approx(final["without_rejection/reverse_kl"])
     run_gandist(["eval", str(run), "--wandb", "disabled"], workdir)
     again = json.loads((run / "evals/step_000004-modes-drs0.5.json").read_text())
     for key in ("reverse_kl", "high_quality_share", "rejection_acceptance"):

@@ -33,6 +33,17 @@ def test_train_on_shardwriter_shards_local_and_piped(workdir: Path) -> None:
     assert "indexing 4 shards once" in proc.stderr and (shards / "dataset.json").is_file()
     info = _data_info(workdir, "local")
     assert (info["channels"], info["image_size"], info["num_labels"]) == (1, 16, 10)
+    # Scored on the shards alone (all a cluster user may have): the evaluator trains from them
+    # where the run's hint says, and rejection sampling calibrates on them (fewer than 256).
+    hint = "train one with `gandist train-evaluator shards:" + str(shards)
+    assert hint in proc.stdout + proc.stderr
+    out = run_gandist(["train-evaluator", f"shards:{shards}", "--epochs", "3"], workdir)
+    assert "held-out (20 samples)" in out.stdout
+    args = ["eval", "runs/local", "--n", "64", "--rejection", "0.5", "eval.rejection_steps=3"]
+    run_gandist([*args, "--wandb", "disabled"], workdir)
+    (scored,) = (workdir / "runs/local/evals").glob("step_000002-domain*-drs0.5.json")
+    record = json.loads(scored.read_text())
+    assert record["fid"] > 0 and 0 < record["rejection_acceptance"] < 1
 
     # The same shards through a pipe: indexed into data.root's cache (nothing beside them
     # changes), resized and converted to the run's data.image_size / data.channels.
