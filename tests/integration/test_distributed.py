@@ -41,12 +41,19 @@ EQUIVALENT: dict[str, tuple[str, list[str]]] = {
             "data.image_size=32",
             "model.g_norm=layer",
             "model.d_norm=layer",
+            "model.condition=project",
             "model.d_pool=sum",
             "model.g_cond_norm=true",
         ],
     ),
+    # the recipe's ACGAN critic: a multi-label classifier that learns the real images' labels
+    # only (loss.aux_fake false, weight 10)
+    "acgan-multilabel-realonly": (
+        "cdcgan_shapes.yaml",
+        ["data.n_samples=64", "data.image_size=32", "model.g_norm=layer", "model.d_norm=layer"],
+    ),
     # multi-label conditional DCGAN: 24 multi-hot labels joined to z and to D's input (the lab's
-    # concat; the recipe itself now uses a projection critic)
+    # concat; the recipe itself uses an ACGAN critic)
     "cgan-multilabel": (
         "cdcgan_shapes.yaml",
         [
