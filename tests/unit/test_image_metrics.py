@@ -185,7 +185,8 @@ def test_reference_features_are_cached_per_evaluator(digits_evaluator) -> None:
 def test_train_evaluator_rejects_unlabelled_and_point_data(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not an image source"):
         train_evaluator(DataConfig(source="toy2d:ring8", root=str(tmp_path)), progress=False)
-    with pytest.raises(ValueError, match="shards"):
+    # shards are read (tests/integration/test_foreign_data.py); missing ones are named
+    with pytest.raises(FileNotFoundError, match="shards:/x: 1 of 1 shard file"):
         train_evaluator(DataConfig(source="shards:/x", root=str(tmp_path)), progress=False)
 
 
