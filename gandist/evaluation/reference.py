@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gandist.config import DataConfig
+from gandist.data.base import DatasetInfo
 from gandist.data.keys import dataset_key, source_name
 from gandist.data.pipeline import open_stream
 from gandist.data.sources.registry import load_source
@@ -42,6 +43,13 @@ def real_samples(data: DataConfig, n: int, seed: int) -> tuple[torch.Tensor, tor
         return src.tensors[0][idx], src.tensors[1][idx]
     items = [src.dataset[i] for i in idx.tolist()]
     return torch.stack([x for x, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items])
+
+
+def samples_in_memory(info: DatasetInfo, n: int, max_bytes: int) -> int:
+    """n, or as many float images of `info`'s shape as fit in max_bytes (at least 1000)."""
+    if info.kind != "image":
+        return n
+    return max(1000, min(n, max_bytes // (4 * info.channels * info.image_size**2)))
 
 
 def shard_reader(data: DataConfig, seed: int) -> BatchStream:

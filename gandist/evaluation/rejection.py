@@ -24,15 +24,13 @@ def with_rejection(
 
     Every process builds the same sampler (same seed, same real samples), so scores do not
     depend on the process count."""
-    from gandist.evaluation.reference import real_samples
+    from gandist.evaluation.reference import real_samples, samples_in_memory
 
     q = check_rejection(cfg.eval.rejection if quantile is None else quantile, "eval.rejection")
     if cfg.model.condition == "none":  # labels of the data, but not the model's
         info = dataclasses.replace(info, label_type="none", num_labels=0)
     seed = cfg.train.seed
-    n = CALIBRATION_REAL
-    if info.kind == "image":
-        n = max(1000, min(n, CALIBRATION_BYTES // (4 * info.channels * info.image_size**2)))
+    n = samples_in_memory(info, CALIBRATION_REAL, CALIBRATION_BYTES)
     x, y = real_samples(cfg.data, n, seed)
     critic = calibrate(
         D,

@@ -26,7 +26,7 @@ from gandist.evaluation.classifier import (
     save_evaluator,
 )
 from gandist.evaluation.image_metrics import label_agreement
-from gandist.evaluation.reference import shard_reader, stream_samples
+from gandist.evaluation.reference import samples_in_memory, shard_reader, stream_samples
 from gandist.objectives.losses import aux_loss
 
 TARGET_STEPS = 1000  # epochs=0 trains about this many batches
@@ -68,9 +68,7 @@ def _labelled_data(data: DataConfig, seed: int) -> SourceData:
         return load_source(dataclasses.replace(data, shards="off"))
     stream = shard_reader(data, seed)
     info = stream.info
-    n = stream.num_samples
-    if info.kind == "image":
-        n = min(n, max(1000, SHARD_BYTES // (4 * info.channels * info.image_size**2)))
+    n = min(stream.num_samples, samples_in_memory(info, stream.num_samples, SHARD_BYTES))
     if n < stream.num_samples:
         print(
             f"train-evaluator: reading {n} of the {stream.num_samples} samples of "
