@@ -54,6 +54,9 @@ def ignore_stop_signals(_worker_id: int = 0) -> None:
 def _kill_loader_workers() -> None:
     # multiprocessing's own exit hook SIGTERMs daemon children and then joins them, which would
     # wait forever on workers that ignore SIGTERM; they hold no state, so SIGKILL them first.
+    # PyTorch's SIGCHLD handler would report those intended deaths as a crash ("DataLoader
+    # worker is killed by signal") when the signal lands before the process is gone.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for proc in multiprocessing.active_children():
         proc.kill()
 
