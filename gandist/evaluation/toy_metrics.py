@@ -46,12 +46,12 @@ def mode_metrics(
     }
 
 
-@torch.no_grad()
 def has_mode_metrics(extras: dict) -> bool:
     """Whether the 2-D data is a known mixture (toy2d:ring8, grid25), which mode metrics need."""
     return "modes" in extras
 
 
+@torch.no_grad()
 def evaluate_modes(
     G: torch.nn.Module, extras: dict, n: int, seed: int, device: torch.device
 ) -> dict[str, float] | None:
