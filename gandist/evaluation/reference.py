@@ -60,9 +60,13 @@ def shard_reader(data: DataConfig, seed: int) -> BatchStream:
 
 def stream_samples(stream: BatchStream, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Up to n (images, labels) from a one-process stream: shuffled shards, not storage order
-    (shards written class by class would otherwise give one class)."""
+    (shards written class by class would otherwise give one class). At most one epoch is read,
+    so no sample comes twice: an epoch leaves out each loader worker's last partial batch (a few
+    samples of a small set) and the next one would repeat samples already taken."""
     xs, ys, total = [], [], 0
-    while total < min(n, stream.num_samples):
+    for _ in range(stream.batches_per_epoch):
+        if total >= n:
+            break
         x, y = next(stream)
         xs.append(x)
         ys.append(y)

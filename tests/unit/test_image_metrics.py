@@ -182,6 +182,23 @@ def test_reference_features_are_cached_per_evaluator(digits_evaluator) -> None:
     assert math.isfinite(fid_kid(ref["features"], ref["features"] + 0.1)["fid"])
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_real_samples_from_shards_never_repeat_a_sample(tmp_path: Path, workers: int) -> None:
+    """Asking a small shard set for more samples than it holds gives each sample at most once:
+    reading on into the stream's next epoch returned 208 images of 203 with 14 repeats (each
+    epoch drops the loader workers' last partial batches), so FID's reference had duplicates."""
+    from gandist.data.shards.write import write_shards
+    from gandist.data.sources.registry import load_source
+
+    cfg = DataConfig(source="shapes", image_size=16, n_samples=203, shards="off")
+    write_shards("shapes", tmp_path, image_size=16, shard_size=50, data_cfg=cfg, progress=False)
+    x, _ = real_samples(DataConfig(source=f"shards:{tmp_path}", workers=workers), 1000, 0)
+    distinct = torch.unique(x.flatten(1), dim=0)
+    assert len(distinct) == len(x) and 203 - 2 * 15 <= len(x) <= 203
+    source = load_source(cfg).tensors[0].flatten(1)
+    assert torch.cdist(x.flatten(1), source).min(1).values.max() < 0.05  # decoded PNG rounding
+
+
 def test_train_evaluator_rejects_unlabelled_and_point_data(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not an image source"):
         train_evaluator(DataConfig(source="toy2d:ring8", root=str(tmp_path)), progress=False)
@@ -357,6 +374,20 @@ def test_format_scores_folds_per_label_scores_into_one_line_per_family() -> None
     ]
     assert lines[2].split()[1:] == ["0:0", "1:1"] and lines[3].split()[1:] == ["0:4", "1:1"]
     assert lines[0].split()[1] == "2.5000"
+
+
+def test_weak_evaluator_threshold_is_met_by_exactly_its_accuracy() -> None:
+    """19 of 20 held-out labels right is the threshold, 0.95, not a float32 hair below it."""
+    from gandist.evaluation.classifier import EvaluatorSpec
+    from gandist.evaluation.train_evaluator import WEAK_EVALUATOR, weak_evaluator_warning
+
+    def spec(acc: float) -> EvaluatorSpec:
+        return EvaluatorSpec(3, 16, "class", 10, heldout={"accuracy": acc}, epochs=2)
+
+    at = float(torch.tensor([1.0] * 19 + [0.0]).mean())
+    assert at < WEAK_EVALUATOR and weak_evaluator_warning(spec(at)) is None
+    below = float(torch.tensor([1.0] * 18 + [0.0] * 2).mean())
+    assert "recognises only 0.900" in (weak_evaluator_warning(spec(below)) or "")
 
 
 @pytest.mark.parametrize(("threshold", "warned"), [(1.01, True), (0.0, False)])
