@@ -81,11 +81,9 @@ def label_agreement(logits: torch.Tensor, y: torch.Tensor, label_type: str) -> d
     share of them among the evaluator's top k; summed over samples) and the micro F1 of the
     thresholded sigmoid (p > 0.5).
     """
-    if label_type == "class":
-        from torchmetrics.functional.classification import multiclass_accuracy
-
-        acc = multiclass_accuracy(logits, y.long(), num_classes=logits.shape[1], average="micro")
-        return {"accuracy": float(acc)}
+    if label_type == "class":  # an exact ratio of counts, as below: 19 of 20 is 0.95, not float32's
+        hits = (logits.argmax(dim=1) == y.long()).sum()
+        return {"accuracy": float(hits) / max(len(y), 1)}
     if label_type != "multi":
         raise ValueError(f"label_agreement: unknown label type {label_type!r}")
     from torchmetrics.functional.classification import multilabel_f1_score

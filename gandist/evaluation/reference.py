@@ -46,10 +46,11 @@ def real_samples(data: DataConfig, n: int, seed: int) -> tuple[torch.Tensor, tor
 
 
 def samples_in_memory(info: DatasetInfo, n: int, max_bytes: int) -> int:
-    """n, or as many float images of `info`'s shape as fit in max_bytes (at least 1000)."""
+    """n, or as many float images of `info`'s shape as fit in max_bytes (at least 1000, or n
+    when fewer)."""
     if info.kind != "image":
         return n
-    return max(1000, min(n, max_bytes // (4 * info.channels * info.image_size**2)))
+    return min(n, max(1000, max_bytes // (4 * info.channels * info.image_size**2)))
 
 
 def shard_reader(data: DataConfig, seed: int) -> BatchStream:

@@ -52,7 +52,7 @@ def weak_evaluator_warning(spec: EvaluatorSpec) -> str | None:
     """Why and how to retrain an evaluator whose held-out accuracy is below WEAK_EVALUATOR, else
     None: generated images' cond_accuracy is read against it, so it caps what they can score."""
     acc = spec.heldout["accuracy"]
-    if round(acc, 6) >= WEAK_EVALUATOR:  # float32 means: 19 of 20 reads 0.94999999
+    if acc >= WEAK_EVALUATOR:
         return None
     return (
         f"the evaluator recognises only {acc:.3f} of the held-out real images' labels after "
@@ -68,7 +68,7 @@ def _labelled_data(data: DataConfig, seed: int) -> SourceData:
         return load_source(dataclasses.replace(data, shards="off"))
     stream = shard_reader(data, seed)
     info = stream.info
-    n = min(stream.num_samples, samples_in_memory(info, stream.num_samples, SHARD_BYTES))
+    n = samples_in_memory(info, stream.num_samples, SHARD_BYTES)
     if n < stream.num_samples:
         print(
             f"train-evaluator: reading {n} of the {stream.num_samples} samples of "

@@ -384,8 +384,9 @@ def test_weak_evaluator_threshold_is_met_by_exactly_its_accuracy() -> None:
     def spec(acc: float) -> EvaluatorSpec:
         return EvaluatorSpec(3, 16, "class", 10, heldout={"accuracy": acc}, epochs=2)
 
-    at = float(torch.tensor([1.0] * 19 + [0.0]).mean())
-    assert at < WEAK_EVALUATOR and weak_evaluator_warning(spec(at)) is None
+    logits, y = torch.eye(10)[[0] * 20], torch.tensor([0] * 19 + [1])  # 19 of 20 right
+    at = label_agreement(logits, y, "class")["accuracy"]
+    assert at == WEAK_EVALUATOR and weak_evaluator_warning(spec(at)) is None
     below = float(torch.tensor([1.0] * 18 + [0.0] * 2).mean())
     assert "recognises only 0.900" in (weak_evaluator_warning(spec(below)) or "")
 
