@@ -19,7 +19,7 @@ from gandist.config import Config
 from gandist.data.base import DatasetInfo
 from gandist.evaluation.classifier import WEIGHTS, default_evaluator_dir
 from gandist.evaluation.features import build_extractor, spec_matches
-from gandist.evaluation.image_metrics import conditional_scores, fid_kid, prdc
+from gandist.evaluation.image_metrics import conditional_scores, fid_kid, prdc, thumbnails
 from gandist.evaluation.reference import load_or_build_reference
 from gandist.training.noise import sample_noise
 
@@ -140,7 +140,7 @@ class ImageEvaluator:
         dtype = next(G.parameters()).dtype
         was_training = G.training
         G.eval()
-        feats, logits = [], []
+        feats, logits, pixels = [], [], []
         bar = tqdm(
             total=n,
             desc="eval: generated samples",
@@ -156,12 +156,14 @@ class ImageEvaluator:
             x = G(z_all[i:j].to(acc.device, dtype), y).float().clamp(-1, 1)
             f, lg = self.extractor(x)
             feats.append(f.float())
+            pixels.append(thumbnails(x))
             if lg is not None:
                 logits.append(lg.float())
             bar.update((j - i) * acc.num_processes)
         bar.close()
         G.train(was_training)
         fake = self._gather(feats, hi - lo, n, int(self.extractor.num_features))
+        fake_pixels = self._gather(pixels, hi - lo, n, self.reference["pixels"].shape[1])
         fake_logits = None
         if self.judges_labels:
             fake_logits = self._gather(logits, hi - lo, n, self.info.num_labels)
@@ -185,6 +187,8 @@ class ImageEvaluator:
                     self.info.label_type,
                     self.info.num_labels,
                     fake_logits,
+                    ref["pixels"],
+                    fake_pixels,
                 )
             )
         if fake_logits is not None and y_all is not None:

@@ -153,6 +153,20 @@ def mean_pairwise_distance(features: torch.Tensor) -> float:
     return float(torch.cdist(f, f).sum() / (n * (n - 1)))
 
 
+# Side of the pixel thumbnails that `cond_pixel_diversity` compares: small enough that pixel
+# noise averages out, large enough that an object moved by a few pixels shows.
+THUMBNAIL = 16
+
+
+def thumbnails(images: torch.Tensor, size: int = THUMBNAIL) -> torch.Tensor:
+    """(N, C*size*size) area-averaged thumbnails of images (N, C, H, W) in [-1, 1], float32.
+
+    A classifier's features are built to ignore where an object sits, so a generator that draws
+    the same layout for every z can look diverse in them; its thumbnails do not."""
+    x = torch.nn.functional.adaptive_avg_pool2d(images.float(), min(size, images.shape[-1]))
+    return x.flatten(1)
+
+
 def label_diversity(
     real: torch.Tensor,
     real_y: torch.Tensor,
@@ -162,26 +176,37 @@ def label_diversity(
     num_labels: int,
     max_per_label: int = 1000,
 ) -> torch.Tensor:
-    """(K,) diversity within each label: the mean pairwise feature distance of the generated
-    samples of label k over that of the real samples of label k (NaN where either side has
-    fewer than two samples).
+    """(K,) diversity within each label: how far apart the generated samples of one condition
+    are (mean pairwise feature distance) over how far apart the real samples of that condition
+    are (NaN where no condition of label k has two samples on both sides).
 
-    0: the generator draws one image per label whatever z is; about 1: its samples of a label
-    spread like the real ones (above 1: more spread, e.g. noise). For multi-label data the
-    group of label k is every sample whose label set contains k, on both sides. At most
-    `max_per_label` samples per group enter (the first ones, so the value is deterministic):
-    the mean over a million pairs is already precise and the cost stays quadratic in that cap.
+    0: the generator draws one image per condition whatever z is; about 1: its samples spread
+    like the real ones (above 1: more spread, e.g. noise). A condition is a class, or for
+    multi-label data a whole label set: a generator that draws one fixed scene for "red cube,
+    blue sphere" must score 0 there, which grouping by each label alone would hide (the other
+    objects of the scenes containing "red cube" vary). Label k pools the conditions that contain
+    it, each weighted by its number of generated pairs. At most `max_per_label` samples per
+    condition enter (the first ones, so the value is deterministic): the mean over a million
+    pairs is already precise and the cost stays quadratic in that cap.
     """
     real_groups = _label_groups(real_y, label_type, num_labels)
     fake_groups = _label_groups(fake_y, label_type, num_labels)
-    out = torch.full((num_labels,), math.nan, dtype=torch.float64)
-    for k in range(num_labels):
-        r = real[real_groups[:, k]][:max_per_label]
-        f = fake[fake_groups[:, k]][:max_per_label]
+    sets, ids = torch.unique(torch.cat([real_groups, fake_groups]), dim=0, return_inverse=True)
+    real_ids, fake_ids = ids[: len(real_groups)], ids[len(real_groups) :]
+    fake_sum = torch.zeros(num_labels, dtype=torch.float64)
+    real_sum = torch.zeros(num_labels, dtype=torch.float64)
+    for c in range(len(sets)):
+        r = real[real_ids == c][:max_per_label]
+        f = fake[fake_ids == c][:max_per_label]
         spread = mean_pairwise_distance(r)
         if math.isnan(spread) or len(f) < 2:
             continue
-        out[k] = mean_pairwise_distance(f) / max(spread, 1e-12)
+        pairs = len(f) * (len(f) - 1)
+        fake_sum[sets[c]] += pairs * mean_pairwise_distance(f)
+        real_sum[sets[c]] += pairs * spread
+    out = torch.full((num_labels,), math.nan, dtype=torch.float64)
+    measured = real_sum > 0
+    out[measured] = fake_sum[measured] / real_sum[measured]
     return out
 
 
@@ -193,6 +218,8 @@ def conditional_scores(
     label_type: str,
     num_labels: int,
     fake_logits: torch.Tensor | None = None,
+    real_pixels: torch.Tensor | None = None,
+    fake_pixels: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Everything about how a conditional generator follows its labels, as flat numbers.
 
@@ -200,7 +227,9 @@ def conditional_scores(
     for multi-label), cond_accuracy_min (the worst label) and cond_label_accuracy/<k>; for class
     labels also cond_label_predicted/<k>, the class most often seen when k was asked for. With
     any extractor: cond_diversity (mean over labels of `label_diversity`), cond_diversity_min and
-    cond_label_diversity/<k>. Labels no sample asked for are left out.
+    cond_label_diversity/<k>. With `thumbnails` of both sides: cond_pixel_diversity and
+    cond_pixel_diversity_min, the same ratio in pixels, which sees a layout that ignores z.
+    Labels no sample asked for are left out.
     """
     out: dict[str, float] = {}
     if fake_logits is not None:
@@ -231,4 +260,10 @@ def conditional_scores(
     out.update(
         {f"cond_label_diversity/{k}": float(div[k]) for k in range(num_labels) if present[k]}
     )
+    if real_pixels is not None and fake_pixels is not None:
+        div = label_diversity(real_pixels, real_y, fake_pixels, fake_y, label_type, num_labels)
+        present = ~div.isnan()
+        if present.any():
+            out["cond_pixel_diversity"] = float(div[present].mean())
+            out["cond_pixel_diversity_min"] = float(div[present].min())
     return out

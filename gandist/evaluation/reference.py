@@ -21,6 +21,7 @@ from gandist.data.keys import dataset_key, source_name
 from gandist.data.pipeline import open_stream
 from gandist.data.sources.registry import load_source
 from gandist.data.stream import BatchStream
+from gandist.evaluation.image_metrics import thumbnails
 
 READ_BATCH = 16
 
@@ -104,15 +105,22 @@ def load_or_build_reference(
     device: torch.device,
     progress: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """{"features", "labels"[, "logits"]} of n real samples, from the cache or computed now."""
+    """{"features", "labels", "pixels"[, "logits"]} of n real samples (pixels: `thumbnails`),
+    from the cache or computed now. A cache written before "pixels" existed is rebuilt."""
     path = reference_path(directory, extractor, data, n, seed)
     if path.is_file():
-        return load_file(str(path))
+        ref = load_file(str(path))
+        if "pixels" in ref:
+            return ref
     images, labels = real_samples(data, n, seed)
     feats, logits = extract(
         extractor, images, batch_size, device, desc="eval: real features", progress=progress
     )
-    ref = {"features": feats.contiguous(), "labels": labels.float().contiguous()}
+    ref = {
+        "features": feats.contiguous(),
+        "labels": labels.float().contiguous(),
+        "pixels": thumbnails(images).contiguous(),
+    }
     if logits is not None:
         ref["logits"] = logits.contiguous()
     directory.mkdir(parents=True, exist_ok=True)

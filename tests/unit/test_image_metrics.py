@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from gandist.config import DataConfig
 from gandist.evaluation.classifier import (
@@ -33,6 +34,7 @@ from gandist.evaluation.image_metrics import (
     per_label_accuracy,
     prdc,
     predicted_for_label,
+    thumbnails,
 )
 from gandist.evaluation.reference import load_or_build_reference, real_samples
 from gandist.evaluation.train_evaluator import train_evaluator
@@ -176,6 +178,11 @@ def test_reference_features_are_cached_per_evaluator(digits_evaluator) -> None:
     assert files[0].stat().st_mtime_ns == stamp and torch.equal(again["features"], ref["features"])
     x, y = real_samples(data, 300, 0)
     assert torch.equal(ref["labels"], y.float())
+    assert torch.equal(ref["pixels"], thumbnails(x)) and ref["pixels"].shape == (300, 16 * 16)
+    # a cache written before thumbnails were kept is rebuilt, not read without them
+    save_file({k: v for k, v in ref.items() if k != "pixels"}, str(files[0]))
+    rebuilt = load_or_build_reference(ext, data, out, 300, 0, 128, cpu, progress=False)
+    assert torch.equal(rebuilt["pixels"], ref["pixels"])
     # the evaluator recognises real digits: the ceiling conditional accuracy is measured against
     real_acc = label_agreement(ref["logits"], ref["labels"], "class")["accuracy"]
     assert real_acc > 0.8
@@ -280,6 +287,51 @@ def test_diversity_is_zero_for_one_image_per_label_and_one_for_a_perfect_generat
     # samples spread like the whole data set, further than a real label's, so above 1
     shuffled = perfect[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))]
     assert label_diversity(real, y, shuffled, y, "class", 10).min() > 2
+
+
+def test_multi_label_diversity_is_zero_for_one_scene_per_label_set() -> None:
+    # The shapes recipe's failure: every z gives the same scene for "red cube, blue sphere", but
+    # the scenes of sets that share a label differ, so grouping by each label alone saw ~1.
+    sets = torch.tensor([[1.0, 1, 0, 0], [1, 0, 1, 0], [0, 1, 1, 0], [1, 0, 0, 0]])
+    y = sets.repeat(60, 1)  # sample i asks for set i % 4
+    real, _ = clustered(60, 4, 8, 0)
+    perfect, _ = clustered(60, 4, 8, 1)  # a fresh draw of the same joint distribution
+    div = label_diversity(real, y, perfect, y, "multi", 4)
+    assert ((div[:3] - 1).abs() < 0.1).all() and math.isnan(div[3])
+    one_per_set = real[torch.arange(len(y)) % 4]  # four different scenes, one per set
+    div = label_diversity(real, y, one_per_set, y, "multi", 4)
+    assert (div[:3].abs() < 1e-6).all()
+    # one set collapsed: only the labels of that set drop, by its share of their pairs
+    mixed = torch.where((torch.arange(len(y)) % 4 == 3)[:, None], one_per_set, perfect)
+    div = label_diversity(real, y, mixed, y, "multi", 4)
+    assert div[0] == pytest.approx(2 / 3, abs=0.1) and ((div[1:3] - 1).abs() < 0.1).all()
+
+
+def test_pixel_diversity_sees_a_layout_that_ignores_z() -> None:
+    # scenes of one label set: a bright square at a random place on a dark ground (real), and
+    # a generator that always puts it at the same place but varies its texture a little
+    g = torch.Generator().manual_seed(0)
+    n = 40
+    real = -torch.ones(n, 1, 32, 32)
+    fake = -torch.ones(n, 1, 32, 32)
+    for i in range(n):
+        r, c = torch.randint(0, 24, (2,), generator=g).tolist()
+        real[i, :, r : r + 8, c : c + 8] = 1.0
+        fake[i, :, 4:12, 4:12] = 0.8 + 0.2 * torch.rand(8, 8, generator=g)
+    y = torch.zeros(n, 3)
+    y[:, 0] = 1.0
+    assert thumbnails(real).shape == (n, 16 * 16)
+    scores = conditional_scores(
+        real.flatten(1), y, fake.flatten(1), y, "multi", 3, None, thumbnails(real), thumbnails(fake)
+    )
+    assert scores["cond_pixel_diversity"] < 0.05 and scores["cond_pixel_diversity_min"] < 0.05
+    again = conditional_scores(
+        real.flatten(1), y, real.flatten(1), y, "multi", 3, None, thumbnails(real), thumbnails(real)
+    )
+    assert again["cond_pixel_diversity"] == pytest.approx(1.0)
+    assert "cond_pixel_diversity" not in conditional_scores(
+        real.flatten(1), y, fake.flatten(1), y, "multi", 3
+    )
 
 
 def test_diversity_groups_label_sets_by_each_label_and_skips_small_groups() -> None:
