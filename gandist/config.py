@@ -115,6 +115,9 @@ class LossConfig:
     # ACGAN: does D's classifier also learn the fakes' labels (Odena et al.'s loss) or the real
     # images' only? Fakes teach it G's artifacts, which G then learns to draw.
     aux_fake: bool = True
+    # Mode seeking (MSGAN, gandist/objectives/mode_seeking.py): weight of G's term that pushes two
+    # z of one condition to different images; 0: off. Needs an even batch share per process.
+    mode_seeking: float = 0.0
 
 
 @dataclass

@@ -130,10 +130,15 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
 
 
 def _validate_techniques(cfg: Config, origin: str) -> None:
-    """model.pack, train.augment (issue #14); the per-process batch is checked at start-up."""
+    """model.pack, train.augment, loss.mode_seeking (issue #14); the per-process batch is checked
+    at start-up."""
     m, t = cfg.model, cfg.train
     if m.pack < 1:
         raise fail(origin, "model.pack", f"must be >= 1 (1: no packing), got {m.pack}")
+    if cfg.loss.mode_seeking < 0:
+        raise fail(
+            origin, "loss.mode_seeking", f"must be >= 0 (0: off), got {cfg.loss.mode_seeking}"
+        )
     if m.pack > 1:
         if m.condition == "project":
             raise fail(

@@ -22,6 +22,7 @@ from torch import nn
 from gandist.config import LossConfig
 from gandist.objectives.augment import Params, augment
 from gandist.objectives.losses import aux_loss, wasserstein_estimate
+from gandist.objectives.mode_seeking import mode_seeking_loss, paired_conditions
 from gandist.objectives.penalties import PENALTIES, Penalty
 from gandist.training.critic_view import penalty_inputs
 
@@ -192,6 +193,9 @@ def generator_step(
     """One generator update through a frozen, unsynchronised critic (`track` as for D; `aug`:
     the fake batch's DiffAugment parameters when train.augment is on)."""
     acc, D = parts.accelerator, parts.D
+    seeking = parts.loss_cfg.mode_seeking
+    if seeking > 0:
+        y = paired_conditions(y)
     cond = _cond(parts, y)
     d_plain = parts.D_plain
     d_plain.requires_grad_(False)
@@ -205,6 +209,10 @@ def generator_step(
                 aux = aux_loss(_at_least_fp32(fake_aux), y, parts.label_type)
                 loss = loss + parts.loss_cfg.aux_weight * aux
                 metrics["g/loss_aux"] = aux.detach()
+            if seeking > 0:
+                ms = mode_seeking_loss(_at_least_fp32(fake), _at_least_fp32(z))
+                loss = loss + seeking * ms
+                metrics["g/mode_seeking"] = ms.detach()
             parts.opt_g_direct.zero_grad(set_to_none=True)
             backward(parts, loss)
             if track:

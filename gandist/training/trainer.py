@@ -24,6 +24,7 @@ from gandist.data.pipeline import open_stream
 from gandist.data.stream import BatchStream
 from gandist.models.packing import check_pack_batch
 from gandist.objectives.augment import check_data
+from gandist.objectives.mode_seeking import check_pair_batch
 from gandist.run_files import CONFIG, SAMPLES_DIR, write_status
 from gandist.seeds import derive_seed
 from gandist.tracking.run_log import RunLog
@@ -123,6 +124,7 @@ class Trainer:
         # learning-rate schedules that checkpoints carry (registered, not prepared: see
         # training/schedules.py). Before the checkpoint is loaded, which restores them.
         check_pack_batch(cfg.model.pack, t.batch_size, acc.num_processes)
+        check_pair_batch(cfg.loss.mode_seeking, t.batch_size, acc.num_processes)
         check_data(self.parts.augment, self.info.kind)
         self.schedules = build_schedules(
             {"g": self.parts.opt_g, "d": self.parts.opt_d},

@@ -1,5 +1,5 @@
-"""The issue #14 techniques (packing, DiffAugment, learning-rate schedules) trained on this process
-group: run plainly for 1 process, under `torchrun --nproc_per_node 2` for 2;
+"""The issue #14 techniques (packing, DiffAugment, learning-rate schedules, mode seeking) trained
+on this process group: run plainly for 1 process, under `torchrun --nproc_per_node 2` for 2;
 tests/integration/test_techniques.py compares the two.
 
 Usage: techniques_worlds.py OUT DATA_ROOT. Each case trains STEPS steps in float64 at tiny widths
@@ -49,6 +49,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
             "model.d_norm=layer",  # BatchNorm: world-size dependent, and refused with R1
             "loss.penalty=r1",
             "loss.r1_gamma=1.0",
+            "loss.mode_seeking=1.0",  # pairs within each rank's share of the batch
             "optim.d.schedule=cosine",
             "optim.d.warmup_steps=2",
         ],

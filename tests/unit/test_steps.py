@@ -17,6 +17,7 @@ from gandist.config import LossConfig, ModelConfig
 from gandist.data.base import DatasetInfo
 from gandist.models import build_discriminator, build_generator
 from gandist.objectives.losses import LOSSES, AdversarialLoss
+from gandist.objectives.mode_seeking import mode_seeking_loss, paired_conditions
 from gandist.training.steps import GANParts, discriminator_step, generator_step
 
 B, Z_DIM, CLASSES = 6, 8, 3
@@ -224,3 +225,23 @@ def test_losses_are_computed_in_at_least_float32(
     mg = generator_step(parts, y, z)
     for key in ("d/loss", "d/loss_adv", "d/loss_aux", "g/loss", "g/loss_adv", "g/loss_aux"):
         assert {**md, **mg}[key].dtype == loss_dtype, key
+
+
+def test_mode_seeking_adds_its_term_with_paired_conditions(acc: Accelerator) -> None:
+    """loss.mode_seeking: G's loss gains weight x the MSGAN term of its own images, whose pairs
+    were generated with the condition of the pair's first sample; D's step is unchanged."""
+    parts = make_parts(acc, condition="acgan", mode_seeking=2.0)
+    real, y, z, eps = batch()
+    with torch.no_grad():
+        paired = paired_conditions(y)
+        expected = mode_seeking_loss(parts.G(z, paired), z)
+        _, fake_aux = parts.D(parts.G(z, paired), paired)
+        aux = torch.nn.functional.cross_entropy(fake_aux, paired.long())
+    assert "g/mode_seeking" not in discriminator_step(parts, real, y, z, eps)
+    parts = make_parts(acc, condition="acgan", mode_seeking=2.0)  # fresh, as above
+    mg = generator_step(parts, y, z)
+    assert mg["g/mode_seeking"].item() == pytest.approx(expected.item(), rel=1e-12)
+    assert mg["g/loss_aux"].item() == pytest.approx(aux.item(), rel=1e-12)
+    total = mg["g/loss_adv"] + mg["g/loss_aux"] + 2.0 * mg["g/mode_seeking"]
+    assert mg["g/loss"].item() == pytest.approx(total.item(), rel=1e-12)
+    assert "g/mode_seeking" not in generator_step(make_parts(acc, condition="acgan"), y, z)
