@@ -11,6 +11,22 @@ from gandist.config import _fail as fail
 from gandist.seeds import check_seed
 
 
+def batch_share_fix(multiple: int, batch_size: int, world_size: int, unit: str) -> str | None:
+    """None when every process's share of the global batch is a multiple of `multiple`; else
+    the share and the batch sizes to pick instead (`unit` names the multiple), for the caller's
+    error message."""
+    per_rank, rest = divmod(batch_size, world_size)
+    if rest == 0 and per_rank % multiple == 0:
+        return None
+    step = multiple * world_size
+    lower = max(step, batch_size // step * step)
+    return (
+        f"train.batch_size={batch_size} over {world_size} process(es) is "
+        f"{batch_size / world_size:g} per process. Set train.batch_size to a multiple of "
+        f"{unit} x processes = {step} (e.g. {lower} or {lower + step})"
+    )
+
+
 def validate(cfg: Config, origin: str = "<config>") -> None:
     """Cross-field rules that a single key's type cannot express."""
     m, lo, t = cfg.model, cfg.loss, cfg.train

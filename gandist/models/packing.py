@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from gandist.config import ModelConfig
+from gandist.config_rules import batch_share_fix
 
 
 def check_pack(cfg: ModelConfig) -> int:
@@ -54,17 +55,12 @@ def check_pack_batch(pack: int, batch_size: int, world_size: int) -> None:
     """Every rank's share of the global batch must be whole packs (packs never straddle ranks)."""
     if pack <= 1:
         return
-    per_rank, rest = divmod(batch_size, world_size)
-    if rest == 0 and per_rank % pack == 0:
-        return
-    step = pack * world_size
-    lower = max(step, batch_size // step * step)
-    raise ValueError(
-        f"model.pack={pack} needs every process's share of train.batch_size to be a multiple of "
-        f"model.pack: train.batch_size={batch_size} over {world_size} process(es) is "
-        f"{batch_size / world_size:g} per process. Set train.batch_size to a multiple of "
-        f"model.pack x processes = {step} (e.g. {lower} or {lower + step}), or change model.pack"
-    )
+    fix = batch_share_fix(pack, batch_size, world_size, "model.pack")
+    if fix:
+        raise ValueError(
+            f"model.pack={pack} needs every process's share of train.batch_size to be a multiple "
+            f"of model.pack: {fix}, or change model.pack"
+        )
 
 
 def pack(x: Tensor, k: int) -> Tensor:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from gandist.config_rules import batch_share_fix
+
 EPS = 1e-5  # MSGAN's; bounds the term at 1 / EPS for a pair of identical images
 
 
@@ -41,15 +43,9 @@ def check_pair_batch(weight: float, batch_size: int, world_size: int) -> None:
     """Every rank's share of the global batch must be whole pairs (pairs never straddle ranks)."""
     if weight <= 0:
         return
-    per_rank, rest = divmod(batch_size, world_size)
-    if rest == 0 and per_rank % 2 == 0:
-        return
-    step = 2 * world_size
-    lower = max(step, batch_size // step * step)
-    raise ValueError(
-        f"loss.mode_seeking pairs the samples of every process's share of train.batch_size: "
-        f"train.batch_size={batch_size} over {world_size} process(es) is "
-        f"{batch_size / world_size:g} per process, which must be even. Set train.batch_size to a "
-        f"multiple of 2 x processes = {step} (e.g. {lower} or {lower + step}), or "
-        "loss.mode_seeking: 0"
-    )
+    fix = batch_share_fix(2, batch_size, world_size, "2")
+    if fix:
+        raise ValueError(
+            "loss.mode_seeking pairs the samples of every process's share of train.batch_size, "
+            f"which must be even: {fix}, or set loss.mode_seeking: 0"
+        )
