@@ -174,7 +174,7 @@ def label_diversity(
     fake_y: torch.Tensor,
     label_type: str,
     num_labels: int,
-    max_per_label: int = 1000,
+    max_per_condition: int = 1000,
 ) -> torch.Tensor:
     """(K,) diversity within each label: how far apart the generated samples of one condition
     are (mean pairwise feature distance) over how far apart the real samples of that condition
@@ -185,7 +185,7 @@ def label_diversity(
     multi-label data a whole label set: a generator that draws one fixed scene for "red cube,
     blue sphere" must score 0 there, which grouping by each label alone would hide (the other
     objects of the scenes containing "red cube" vary). Label k pools the conditions that contain
-    it, each weighted by its number of generated pairs. At most `max_per_label` samples per
+    it, each weighted by its number of generated pairs. At most `max_per_condition` samples per
     condition enter (the first ones, so the value is deterministic): the mean over a million
     pairs is already precise and the cost stays quadratic in that cap.
     """
@@ -196,8 +196,8 @@ def label_diversity(
     fake_sum = torch.zeros(num_labels, dtype=torch.float64)
     real_sum = torch.zeros(num_labels, dtype=torch.float64)
     for c in range(len(sets)):
-        r = real[real_ids == c][:max_per_label]
-        f = fake[fake_ids == c][:max_per_label]
+        r = real[real_ids == c][:max_per_condition]
+        f = fake[fake_ids == c][:max_per_condition]
         spread = mean_pairwise_distance(r)
         if math.isnan(spread) or len(f) < 2:
             continue

@@ -345,10 +345,10 @@ def test_diversity_groups_label_sets_by_each_label_and_skips_small_groups() -> N
     assert mean_pairwise_distance(torch.tensor([[0.0, 0.0], [3.0, 4.0]])) == pytest.approx(5.0)
     # the cap takes the first samples of a group, so the value does not depend on later ones
     real2, y2 = clustered(30, 2, 4, 2)
-    capped = label_diversity(real2, y2, real2, y2, "class", 2, max_per_label=10)
+    capped = label_diversity(real2, y2, real2, y2, "class", 2, max_per_condition=10)
     extra = torch.cat([real2, 100 * torch.ones(5, 4, dtype=torch.float64)])
     y_extra = torch.cat([y2, torch.zeros(5, dtype=torch.long)])
-    again = label_diversity(real2, y2, extra, y_extra, "class", 2, max_per_label=10)
+    again = label_diversity(real2, y2, extra, y_extra, "class", 2, max_per_condition=10)
     assert torch.allclose(capped, torch.ones(2, dtype=torch.float64)) and torch.equal(capped, again)
 
 
