@@ -44,7 +44,7 @@ TIMINGS = "timings.json"
 LAB_EPOCHS = (1, 5, 10, 20, 50, 100, 150, 200)
 TOY_KEYS = ("modes_captured", "high_quality_share", "reverse_kl")
 IMAGE_KEYS = ("fid", "kid_mean", "precision", "recall", "density", "coverage")
-COND_KEYS = ("cond_accuracy", "cond_f1")
+COND_KEYS = ("cond_accuracy", "cond_f1", "cond_pixel_diversity")
 TO_BE_SCORED = "to be scored"
 # Grid order of the lab reports; labels not listed here follow in the order met.
 LOSS_ORDER = ("GAN", "WGAN", "WGAN-GP")

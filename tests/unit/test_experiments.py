@@ -166,14 +166,15 @@ def test_image_render_marks_unscored_runs_and_shows_kid_std(tmp_path: Path) -> N
         "coverage": 0.3,
         "cond_accuracy": 0.7,
         "cond_f1": 0.65,
+        "cond_pixel_diversity": 0.9,
     }
     _run(tmp_path, "cdcgan", cfg, rows, scores)
     _run(tmp_path, "acgan", cfg, rows, state="running")
     out = ex.render(tmp_path, losses=True)
-    assert "cond_accuracy | cond_f1 | wall (s) |" in out
+    assert "cond_accuracy | cond_f1 | cond_pixel_diversity | wall (s) |" in out
     assert "| cdcgan | GAN | DCGAN + label concat | Adam | 30 | 2 | completed | 12.5 | " in out
-    assert "0.0123 ± 0.0011" in out and "| 0.7 | 0.65 | — |" in out
-    assert "| acgan |" in out and out.count(ex.TO_BE_SCORED) == 8  # every metric cell
+    assert "0.0123 ± 0.0011" in out and "| 0.7 | 0.65 | 0.9 | — |" in out
+    assert "| acgan |" in out and out.count(ex.TO_BE_SCORED) == 9  # every metric cell
     assert "**cdcgan** (GAN, DCGAN + label concat, Adam): mean loss per epoch" in out
     assert "| d_loss | 1 | 0.5 |" in out
 
