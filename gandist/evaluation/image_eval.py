@@ -156,14 +156,17 @@ class ImageEvaluator:
             x = G(z_all[i:j].to(acc.device, dtype), y).float().clamp(-1, 1)
             f, lg = self.extractor(x)
             feats.append(f.float())
-            pixels.append(thumbnails(x))
+            if y is not None:  # per-condition pixel diversity
+                pixels.append(thumbnails(x))
             if lg is not None:
                 logits.append(lg.float())
             bar.update((j - i) * acc.num_processes)
         bar.close()
         G.train(was_training)
         fake = self._gather(feats, hi - lo, n, int(self.extractor.num_features))
-        fake_pixels = self._gather(pixels, hi - lo, n, self.reference["pixels"].shape[1])
+        fake_pixels = None
+        if y_all is not None:  # the same on every rank, so every rank joins this gather
+            fake_pixels = self._gather(pixels, hi - lo, n, self.reference["pixels"].shape[1])
         fake_logits = None
         if self.judges_labels:
             fake_logits = self._gather(logits, hi - lo, n, self.info.num_labels)

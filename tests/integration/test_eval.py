@@ -54,6 +54,8 @@ def test_evaluator_scores_in_training_and_by_gandist_eval(workdir: Path) -> None
         "coverage",
         "cond_accuracy",
         "cond_accuracy_real",
+        "cond_diversity",
+        "cond_pixel_diversity",
     ):
         assert key in final, key
     assert final["fid"] > 0 and 0 <= final["cond_accuracy"] <= 1
@@ -64,7 +66,16 @@ def test_evaluator_scores_in_training_and_by_gandist_eval(workdir: Path) -> None
     proc = run_gandist(["eval", str(run), "--wandb", "disabled"], workdir)
     record = json.loads((run / "evals/step_000004-domain.json").read_text())
     assert record["processes"] == 1 and record["n_samples"] == 101 and record["ema"]
-    for key in ("fid", "kid_mean", "precision", "recall", "density", "coverage", "cond_accuracy"):
+    for key in (
+        "fid",
+        "kid_mean",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "cond_accuracy",
+        "cond_pixel_diversity",
+    ):
         assert record[key] == pytest.approx(final[key], rel=1e-4, abs=1e-6), key
     assert "fid" in proc.stdout and str(run / "evals") in proc.stdout
     # the truncation trick: its own file, its psi recorded, other samples and other numbers
@@ -79,7 +90,14 @@ def test_evaluator_scores_in_training_and_by_gandist_eval(workdir: Path) -> None
     run_gandist([*drs, "--out", "drs1.json"], workdir)
     two, one = (json.loads((workdir / f).read_text()) for f in ("drs2.json", "drs1.json"))
     assert (two["processes"], one["processes"], one["rejection"]) == (2, 1, 0.5)
-    for key in ("fid", "precision", "recall", "cond_accuracy", "rejection_acceptance"):
+    for key in (
+        "fid",
+        "precision",
+        "recall",
+        "cond_accuracy",
+        "cond_pixel_diversity",
+        "rejection_acceptance",
+    ):
         assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
     assert one["fid"] != record["fid"]  # other samples (a 4-step G draws much alike)
     # the real features were cached once, by the training run
