@@ -253,17 +253,17 @@ def conditional_scores(
                 }
             )
     div = label_diversity(real, real_y, fake, fake_y, label_type, num_labels)
-    present = ~div.isnan()
-    if present.any():
-        out["cond_diversity"] = float(div[present].mean())
-        out["cond_diversity_min"] = float(div[present].min())
-    out.update(
-        {f"cond_label_diversity/{k}": float(div[k]) for k in range(num_labels) if present[k]}
-    )
+    out.update(_mean_and_min("cond_diversity", div))
+    out.update({f"cond_label_diversity/{k}": float(v) for k, v in enumerate(div) if not v.isnan()})
     if real_pixels is not None and fake_pixels is not None:
         div = label_diversity(real_pixels, real_y, fake_pixels, fake_y, label_type, num_labels)
-        present = ~div.isnan()
-        if present.any():
-            out["cond_pixel_diversity"] = float(div[present].mean())
-            out["cond_pixel_diversity_min"] = float(div[present].min())
+        out.update(_mean_and_min("cond_pixel_diversity", div))
     return out
+
+
+def _mean_and_min(name: str, per_label: torch.Tensor) -> dict[str, float]:
+    """{name: mean, name_min: min} over the labels that were measured (not NaN); {} if none."""
+    measured = per_label[~per_label.isnan()]
+    if not len(measured):
+        return {}
+    return {name: float(measured.mean()), f"{name}_min": float(measured.min())}
