@@ -99,6 +99,10 @@ class ModelConfig:
     # PacGAN (Lin et al. 2018): D judges packs of `pack` samples (all real or all fake) joined
     # along channels / features, one logit per pack; 1: off. See gandist/models/packing.py.
     pack: int = 1
+    # TAC-GAN (Gong et al. 2019): the acgan critic gets a twin classifier that learns the labels
+    # G was asked for from G's images; G minimises the classifier's loss and maximises the
+    # twin's, which cancels ACGAN's pull to the one most classifiable image per label.
+    aux_twin: bool = False
 
 
 @dataclass
@@ -118,6 +122,9 @@ class LossConfig:
     # Mode seeking (MSGAN, gandist/objectives/mode_seeking.py): weight of G's term that pushes two
     # z of one condition to different images; 0: off. Needs an even batch share per process.
     mode_seeking: float = 0.0
+    # model.aux_twin (TAC-GAN): the twin classifier's terms weigh twin_weight x aux_weight; 1 is
+    # TAC-GAN's objective, in which ACGAN's bias cancels; below 1 cancels part of it.
+    twin_weight: float = 1.0
 
 
 @dataclass

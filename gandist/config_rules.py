@@ -155,6 +155,17 @@ def _validate_techniques(cfg: Config, origin: str) -> None:
         raise fail(
             origin, "loss.mode_seeking", f"must be >= 0 (0: off), got {cfg.loss.mode_seeking}"
         )
+    if cfg.loss.twin_weight < 0:
+        raise fail(
+            origin, "loss.twin_weight", f"must be >= 0 (1: TAC-GAN), got {cfg.loss.twin_weight}"
+        )
+    if m.aux_twin and m.condition != "acgan":
+        raise fail(
+            origin,
+            "model.aux_twin",
+            "the twin classifier (TAC-GAN) is a second ACGAN head; set model.condition: acgan "
+            f"(got {m.condition!r}) or model.aux_twin: false",
+        )
     if m.pack > 1:
         if m.condition == "project":
             raise fail(

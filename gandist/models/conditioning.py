@@ -133,7 +133,8 @@ def run_layers(layers: nn.Module, x: Tensor, e: Tensor | None) -> Tensor:
 
 
 class CriticHead(nn.Module):
-    """Flattened critic features -> (adv logits (B,), aux logits (B, K) | None).
+    """Flattened critic features -> (adv logits (B,), aux logits (B, K) | None); (B, 2K) with
+    model.aux_twin: the classifier's K logits, then the twin's.
 
     Raw logits only: the losses apply their own (stable) link functions.
     """
@@ -151,6 +152,13 @@ class CriticHead(nn.Module):
         self.aux = (
             nn.Linear(features, info.num_labels * cfg.pack) if cfg.condition == "acgan" else None
         )
+        # model.aux_twin (TAC-GAN): a second classifier, trained on G's images; its K logits
+        # follow the classifier's (objectives.losses.split_twin takes them apart).
+        self.twin = (
+            nn.Linear(features, info.num_labels * cfg.pack)
+            if cfg.condition == "acgan" and cfg.aux_twin
+            else None
+        )
 
     def forward(self, h: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
         # squeeze(-1), not squeeze(): a batch of one must stay (1,).
@@ -159,6 +167,8 @@ class CriticHead(nn.Module):
             adv = adv + (self.project(y).to(h.dtype) * h).sum(dim=1)
         # (packs, k * K) -> (B, K): every member's logits, in sample order
         aux = unpack_rows(self.aux(h), self.pack) if self.aux is not None else None
+        if self.twin is not None:
+            aux = torch.cat([aux, unpack_rows(self.twin(h), self.pack)], dim=1)
         return adv, aux
 
 

@@ -85,6 +85,15 @@ def aux_loss(aux_logits: Tensor, y: Tensor, label_type: str) -> Tensor:
     raise ValueError(f"aux_loss needs class or multi labels, got label_type {label_type!r}")
 
 
+def split_twin(aux_logits: Tensor, twin: bool) -> tuple[Tensor, Tensor | None]:
+    """D's aux logits -> (the classifier's, the twin's | None): with model.aux_twin the head
+    returns (B, 2K), the classifier's K logits first."""
+    if not twin:
+        return aux_logits, None
+    k = aux_logits.shape[1] // 2
+    return aux_logits[:, :k], aux_logits[:, k:]
+
+
 def wasserstein_estimate(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     """mean D(real) - mean D(fake): the critic's W1 estimate, detached because it is only logged."""
     with torch.no_grad():

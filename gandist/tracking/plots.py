@@ -12,7 +12,7 @@ from gandist.tracking.images import pyplot
 CURVES = (  # (panel title, metric keys)
     ("losses", ("d/loss", "g/loss")),
     ("critic", ("d/real_score", "d/fake_score", "d/wasserstein")),
-    ("penalty", ("d/gp", "d/r1", "d/loss_aux", "g/loss_aux")),
+    ("penalty", ("d/gp", "d/r1", "d/loss_aux", "g/loss_aux", "d/loss_twin", "g/loss_twin")),
 )
 
 

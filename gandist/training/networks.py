@@ -84,4 +84,5 @@ def distribute(
         label_type=info.label_type if cfg.model.condition != "none" else "none",
         pack=cfg.model.pack,
         augment=parse_policy(cfg.train.augment),
+        twin=cfg.model.aux_twin,
     )

@@ -21,7 +21,7 @@ from torch import nn
 
 from gandist.config import LossConfig
 from gandist.objectives.augment import Params, augment
-from gandist.objectives.losses import aux_loss, wasserstein_estimate
+from gandist.objectives.losses import aux_loss, split_twin, wasserstein_estimate
 from gandist.objectives.mode_seeking import mode_seeking_loss, paired_conditions
 from gandist.objectives.penalties import PENALTIES, Penalty
 from gandist.training.critic_view import penalty_inputs
@@ -43,6 +43,8 @@ class GANParts:
     # needs it for its per-pack norm) and the DiffAugment ops (train.augment, parsed).
     pack: int = 1
     augment: tuple[str, ...] = ()
+    # TAC-GAN (model.aux_twin): D's aux logits end with a twin classifier's.
+    twin: bool = False
     # Derived once here, not per step (see __post_init__).
     penalty: Penalty = field(init=False, repr=False)
     G_plain: nn.Module = field(init=False, repr=False)
@@ -158,11 +160,17 @@ def discriminator_step(
         metrics["d/fake_score"] = fake_out.detach().mean()
         metrics["d/wasserstein"] = wasserstein_estimate(real_out.detach(), fake_out.detach())
     if real_aux is not None and fake_aux is not None:
-        aux = aux_loss(_at_least_fp32(real_aux), y, parts.label_type)
+        real_cls, _ = split_twin(_at_least_fp32(real_aux), parts.twin)
+        fake_cls, fake_twin = split_twin(_at_least_fp32(fake_aux), parts.twin)
+        aux = aux_loss(real_cls, y, parts.label_type)
         if lc.aux_fake:
-            aux = aux + aux_loss(_at_least_fp32(fake_aux), y, parts.label_type)
+            aux = aux + aux_loss(fake_cls, y, parts.label_type)
         loss = loss + lc.aux_weight * aux
         metrics["d/loss_aux"] = aux.detach()
+        if fake_twin is not None:  # the twin learns the labels G was asked for, from its images
+            twin = aux_loss(fake_twin, y, parts.label_type)
+            loss = loss + lc.aux_weight * lc.twin_weight * twin
+            metrics["d/loss_twin"] = twin.detach()
     penalty = parts.penalty
     if penalty.term is not None:
         critic, p_real, p_fake, p_eps = penalty_inputs(
@@ -206,9 +214,15 @@ def generator_step(
             loss = parts.loss.g(_at_least_fp32(fake_out))
             metrics = {"g/loss_adv": loss.detach()} if track else {}
             if fake_aux is not None:
-                aux = aux_loss(_at_least_fp32(fake_aux), y, parts.label_type)
-                loss = loss + parts.loss_cfg.aux_weight * aux
+                weight = parts.loss_cfg.aux_weight
+                fake_cls, fake_twin = split_twin(_at_least_fp32(fake_aux), parts.twin)
+                aux = aux_loss(fake_cls, y, parts.label_type)
+                loss = loss + weight * aux
                 metrics["g/loss_aux"] = aux.detach()
+                if fake_twin is not None:  # TAC-GAN: G maximises the twin's loss
+                    twin = aux_loss(fake_twin, y, parts.label_type)
+                    loss = loss - weight * parts.loss_cfg.twin_weight * twin
+                    metrics["g/loss_twin"] = twin.detach()
             if seeking > 0:
                 ms = mode_seeking_loss(_at_least_fp32(fake), _at_least_fp32(z))
                 loss = loss + seeking * ms

@@ -50,6 +50,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
             "loss.penalty=r1",
             "loss.r1_gamma=1.0",
             "loss.mode_seeking=1.0",  # pairs within each rank's share of the batch
+            "model.aux_twin=true",  # TAC-GAN's twin head, packed like the classifier
             "optim.d.schedule=cosine",
             "optim.d.warmup_steps=2",
         ],

@@ -139,6 +139,25 @@ def test_acgan_packed_critic_classifies_every_member(label_type) -> None:
     assert d.head.aux.out_features == 2 * K
 
 
+@pytest.mark.parametrize("arch", ["dcgan", "mlp"])
+def test_twin_classifier_classifies_every_member_after_the_classifier(arch) -> None:
+    """model.aux_twin (TAC-GAN): the twin head unpacks like the classifier; its K logits per
+    sample follow the classifier's, and changing the twin's weights moves only them."""
+    info = image_info(label_type="class")
+    d = critic(cfg(arch=arch, condition="acgan", aux_twin=True), info)
+    x = batch(6, info)
+    adv, aux = d(x, None)
+    assert adv.shape == (3,) and aux.shape == (6, 2 * K)
+    with torch.no_grad():
+        d.head.twin.bias.add_(1.0)
+    _, moved = d(x, None)
+    assert torch.equal(moved[:, :K], aux[:, :K]) and torch.allclose(moved[:, K:], aux[:, K:] + 1)
+    with pytest.raises(ConfigError, match="model.aux_twin.*model.condition: acgan"):
+        from_dict({"model": {"aux_twin": True, "condition": "concat"}})
+    with pytest.raises(ConfigError, match="loss.twin_weight.*>= 0"):
+        from_dict({"model": {"aux_twin": True, "condition": "acgan"}, "loss": {"twin_weight": -1}})
+
+
 def test_projection_critic_cannot_pack() -> None:
     with pytest.raises(ValueError, match=r"model.pack=2 cannot .*model.condition=project"):
         build_discriminator(cfg(condition="project"), image_info(label_type="class"))

@@ -36,6 +36,7 @@ def make_parts(
     condition: str = "none",
     lr: float = 2e-4,
     dtype: torch.dtype = torch.float64,
+    aux_twin: bool = False,
     **loss_kw: float | bool,
 ) -> GANParts:
     """G and D (no BatchNorm) with Adam, prepared by `acc` and wrapped like Trainer does."""
@@ -50,6 +51,7 @@ def make_parts(
         d_norm="none",
         condition=condition,
         embed_dim=4,
+        aux_twin=aux_twin,
     )
     torch.manual_seed(0)
     G, D = build_generator(cfg, info).to(dtype), build_discriminator(cfg, info).to(dtype)
@@ -57,7 +59,8 @@ def make_parts(
     opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
     G, D, opt_g, opt_d = acc.prepare(G, D, opt_g, opt_d)
     loss_cfg = LossConfig(adversarial=adversarial, penalty=penalty, **loss_kw)
-    return GANParts(acc, G, D, opt_g, opt_d, LOSSES.get(adversarial), loss_cfg, labels)
+    loss = LOSSES.get(adversarial)
+    return GANParts(acc, G, D, opt_g, opt_d, loss, loss_cfg, labels, twin=aux_twin)
 
 
 def batch(dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -199,6 +202,41 @@ def test_acgan_aux_fake_false_trains_the_classifier_on_real_images_only(acc: Acc
     both = make_parts(acc, condition="acgan")  # the same nets and batch, both terms
     assert discriminator_step(both, real, y, z, eps)["d/loss_aux"].item() > expected.item() * 1.5
     assert torch.isfinite(generator_step(parts, y, z)["g/loss_aux"])
+
+
+def test_twin_classifier_learns_the_fakes_labels_and_g_maximises_its_loss(
+    acc: Accelerator,
+) -> None:
+    """model.aux_twin (TAC-GAN): D's head returns the classifier's then the twin's logits; the D
+    step adds the twin's cross-entropy on the fakes (d/loss_twin) to the classifier's on the
+    reals, the G step subtracts it from the classifier's on the fakes; the twin's terms weigh
+    loss.twin_weight x loss.aux_weight."""
+    parts = make_parts(
+        acc, condition="acgan", aux_weight=0.5, aux_fake=False, aux_twin=True, twin_weight=0.25
+    )
+    real, y, z, eps = batch()
+    ce = torch.nn.functional.cross_entropy
+    with torch.no_grad():
+        _, real_aux = parts.D(real, y)
+        _, fake_aux = parts.D(parts.G(z, y), y)
+    assert real_aux.shape == (B, 2 * CLASSES)
+    twin_before = [p.detach().clone() for p in parts.D_plain.head.twin.parameters()]
+    md = discriminator_step(parts, real, y, z, eps)
+    assert md["d/loss_aux"].item() == pytest.approx(ce(real_aux[:, :CLASSES], y).item(), rel=1e-12)
+    assert md["d/loss_twin"].item() == pytest.approx(ce(fake_aux[:, CLASSES:], y).item(), rel=1e-12)
+    d_total = md["d/loss_adv"] + 0.5 * (md["d/loss_aux"] + 0.25 * md["d/loss_twin"])
+    assert md["d/loss"].item() == pytest.approx(d_total.item(), rel=1e-12)
+    assert not bit_identical(twin_before, snapshot(parts.D_plain.head.twin))
+    with torch.no_grad():
+        _, fake_aux = parts.D(parts.G(z, y), y)  # D after its step: what G's step sees
+    mg = generator_step(parts, y, z)
+    assert mg["g/loss_aux"].item() == pytest.approx(ce(fake_aux[:, :CLASSES], y).item(), rel=1e-12)
+    assert mg["g/loss_twin"].item() == pytest.approx(ce(fake_aux[:, CLASSES:], y).item(), rel=1e-12)
+    g_total = mg["g/loss_adv"] + 0.5 * (mg["g/loss_aux"] - 0.25 * mg["g/loss_twin"])
+    assert mg["g/loss"].item() == pytest.approx(g_total.item(), rel=1e-12)
+    plain = make_parts(acc, condition="acgan")
+    assert "d/loss_twin" not in discriminator_step(plain, real, y, z, eps)
+    assert "g/loss_twin" not in generator_step(plain, y, z)
 
 
 def test_unconditional_logs_no_aux_loss(acc: Accelerator) -> None:
