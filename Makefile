@@ -83,6 +83,7 @@ constraints: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check gandist tests benchmarks
+	$(BIN)/ruff format --check gandist tests benchmarks
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -40,15 +40,28 @@ def make_shards(out: Path, sizes: list[int], fmt: str = "png") -> Path:
         name = SHARD_PATTERN.format(k)
         with tarfile.open(out / name, "w", format=tarfile.USTAR_FORMAT) as tar:
             for i in range(start, start + n):
-                members = {fmt: encode_image(index_image(i), fmt), "cls": str(i % 3).encode(),
-                           "json": json.dumps({"source_path": f"img{i}"}).encode()}
+                members = {
+                    fmt: encode_image(index_image(i), fmt),
+                    "cls": str(i % 3).encode(),
+                    "json": json.dumps({"source_path": f"img{i}"}).encode(),
+                }
                 for ext, data in members.items():
                     ti = tarfile.TarInfo(f"{i:08d}.{ext}")
                     ti.size = len(data)
                     tar.addfile(ti, io.BytesIO(data))
         entries.append(ShardEntry(name, n, sha256_file(out / name), (out / name).stat().st_size))
         start += n
-    write_manifest(out, Manifest(source="test", image_size=8, channels=1, image_format=fmt,
-                                 label_type="class", label_names=["a", "b", "c"],
-                                 shards=entries, gandist_version="test"))
+    write_manifest(
+        out,
+        Manifest(
+            source="test",
+            image_size=8,
+            channels=1,
+            image_format=fmt,
+            label_type="class",
+            label_names=["a", "b", "c"],
+            shards=entries,
+            gandist_version="test",
+        ),
+    )
     return out

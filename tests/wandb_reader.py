@@ -29,8 +29,8 @@ def records(path: str | Path) -> list[wandb_internal_pb2.Record]:
         if left_in_block < 7:
             pos += left_in_block
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        payload = data[pos + 7:pos + 7 + length]
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        payload = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind == 0 and length == 0:
             continue
@@ -55,8 +55,12 @@ def history(path: str | Path) -> list[dict[str, Any]]:
     rows = []
     for rec in records(path):
         if rec.WhichOneof("record_type") == "history":
-            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                         for item in rec.history.item})
+            rows.append(
+                {
+                    item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                    for item in rec.history.item
+                }
+            )
     return rows
 
 
@@ -64,8 +68,11 @@ def config(path: str | Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for rec in records(path):
         kind = rec.WhichOneof("record_type")
-        items = rec.config.update if kind == "config" else (
-            rec.run.config.update if kind == "run" else [])
+        items = (
+            rec.config.update
+            if kind == "config"
+            else (rec.run.config.update if kind == "run" else [])
+        )
         for item in items:
             out[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return out
@@ -83,8 +90,14 @@ def run_info(path: str | Path) -> dict[str, Any]:
     for rec in records(path):
         if rec.WhichOneof("record_type") == "run":
             r = rec.run
-            return {"project": r.project, "entity": r.entity, "group": r.run_group,
-                    "tags": list(r.tags), "job_type": r.job_type, "name": r.display_name}
+            return {
+                "project": r.project,
+                "entity": r.entity,
+                "group": r.run_group,
+                "tags": list(r.tags),
+                "job_type": r.job_type,
+                "name": r.display_name,
+            }
     raise ValueError(f"{path}: no run record")
 
 
@@ -104,7 +117,13 @@ def artifacts(path: str | Path) -> list[dict[str, Any]]:
     for rec in records(path):
         if rec.WhichOneof("record_type") == "artifact":
             a = rec.artifact
-            out.append({"name": a.name, "type": a.type, "aliases": list(a.aliases),
-                        "metadata": json.loads(a.metadata or "{}"),
-                        "files": {c.path: c.local_path for c in a.manifest.contents}})
+            out.append(
+                {
+                    "name": a.name,
+                    "type": a.type,
+                    "aliases": list(a.aliases),
+                    "metadata": json.loads(a.metadata or "{}"),
+                    "files": {c.path: c.local_path for c in a.manifest.contents},
+                }
+            )
     return out

@@ -15,12 +15,23 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 
 
-def run_gandist(args: list[str], cwd: Path, nproc: int = 0, timeout: int = 300,
-                check: bool = True) -> subprocess.CompletedProcess:
+def run_gandist(
+    args: list[str], cwd: Path, nproc: int = 0, timeout: int = 300, check: bool = True
+) -> subprocess.CompletedProcess:
     """`gandist ARGS` as one plain process (nproc=0) or under torchrun with nproc processes."""
     if nproc:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               "--master_port", str(29500 + os.getpid() % 1000), "-m", "gandist", *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master_port",
+            str(29500 + os.getpid() % 1000),
+            "-m",
+            "gandist",
+            *args,
+        ]
     else:
         cmd = [sys.executable, "-m", "gandist", *args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}

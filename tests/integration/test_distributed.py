@@ -181,8 +181,13 @@ def test_accelerate_launch_two_cpu_processes_bf16(workdir: Path) -> None:
 
 
 def test_sync_batchnorm_on_cpu_with_two_processes_is_a_clear_error(workdir: Path) -> None:
-    proc = run_gandist(train_args("dcgan_digits.yaml", "dist.sync_batchnorm=true",
-                                  "train.steps=1", "data.shards=off"), workdir, nproc=2,
-                       check=False)
+    proc = run_gandist(
+        train_args(
+            "dcgan_digits.yaml", "dist.sync_batchnorm=true", "train.steps=1", "data.shards=off"
+        ),
+        workdir,
+        nproc=2,
+        check=False,
+    )
     assert proc.returncode != 0
     assert "dist.sync_batchnorm=true needs GPUs" in proc.stderr

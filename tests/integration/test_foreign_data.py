@@ -26,8 +26,15 @@ def _data_info(workdir: Path, run: str) -> dict:
 def test_train_on_shardwriter_shards_local_and_piped(workdir: Path) -> None:
     shards = write_wds(workdir / "wds")  # 200 grey 16 px digits, .jpg + .cls, 4 shards
     proc = run_gandist(  # data.image_size=0: the shards' own 16 px (an MLP takes any size)
-        train_args("gan_mlp_digits.yaml", f"data.source=shards:{shards}", "data.image_size=0",
-                   "model.g_hidden=[32]", "model.d_hidden=[32]", "train.run_name=local", *TINY),
+        train_args(
+            "gan_mlp_digits.yaml",
+            f"data.source=shards:{shards}",
+            "data.image_size=0",
+            "model.g_hidden=[32]",
+            "model.d_hidden=[32]",
+            "train.run_name=local",
+            *TINY,
+        ),
         workdir,
     )
     assert "indexing 4 shards once" in proc.stderr and (shards / "dataset.json").is_file()
@@ -52,8 +59,14 @@ def test_train_on_shardwriter_shards_local_and_piped(workdir: Path) -> None:
     (shards / "dataset.json").unlink()
     piped = f"pipe:cat {shards}/shard-{{000000..000003}}.tar"
     proc = run_gandist(
-        train_args("acgan_digits.yaml", f"data.source=shards:{piped}", "data.image_size=32",
-                   "data.channels=3", "train.run_name=piped", *TINY),
+        train_args(
+            "acgan_digits.yaml",
+            f"data.source=shards:{piped}",
+            "data.image_size=32",
+            "data.channels=3",
+            "train.run_name=piped",
+            *TINY,
+        ),
         workdir,
     )
     assert "data/shard-index/" in proc.stderr and "resized to 32x32" in proc.stderr
@@ -68,24 +81,30 @@ def test_shard_index_command(workdir: Path) -> None:
     proc = run_gandist(["shard", "index", str(shards)], workdir)
     assert "40 samples in 4 shards: 16px jpg, 1 channel, class labels (10)" in proc.stdout
     assert json.loads((shards / "dataset.json").read_text())["indexed"] is True
-    proc = run_gandist(["shard", "index", f"pipe:cat {shards}/shard-000000.tar"], workdir,
-                       check=False)
+    proc = run_gandist(
+        ["shard", "index", f"pipe:cat {shards}/shard-000000.tar"], workdir, check=False
+    )
     assert proc.returncode == 2 and "--out" in proc.stderr
 
 
 def test_grey_png_folder_is_one_channel_direct_and_sharded(workdir: Path) -> None:
     grey_digit_folder(workdir / "pngs", per_class=4)
     run_gandist(
-        train_args("dcgan_digits.yaml", "data.source=folder:pngs", "data.image_size=32",
-                   "data.shards=off", "train.run_name=direct", *TINY),
+        train_args(
+            "dcgan_digits.yaml",
+            "data.source=folder:pngs",
+            "data.image_size=32",
+            "data.shards=off",
+            "train.run_name=direct",
+            *TINY,
+        ),
         workdir,
     )
     assert _data_info(workdir, "direct")["channels"] == 1
     run_gandist(["shard", "folder:pngs", "out", "--image-size", "32"], workdir)
     assert json.loads((workdir / "out" / "dataset.json").read_text())["channels"] == 1
     run_gandist(
-        train_args("dcgan_digits.yaml", "data.source=shards:out", "train.run_name=sharded",
-                   *TINY),
+        train_args("dcgan_digits.yaml", "data.source=shards:out", "train.run_name=sharded", *TINY),
         workdir,
     )
     assert _data_info(workdir, "sharded")["channels"] == 1
@@ -94,8 +113,15 @@ def test_grey_png_folder_is_one_channel_direct_and_sharded(workdir: Path) -> Non
 def test_two_processes_index_once(workdir: Path) -> None:
     shards = write_wds(workdir / "wds", n=96, per_shard=24)
     proc = run_gandist(
-        train_args("gan_mlp_digits.yaml", f"data.source=shards:{shards}", "data.image_size=0",
-                   "model.g_hidden=[32]", "model.d_hidden=[32]", "train.run_name=two", *TINY),
+        train_args(
+            "gan_mlp_digits.yaml",
+            f"data.source=shards:{shards}",
+            "data.image_size=0",
+            "model.g_hidden=[32]",
+            "model.d_hidden=[32]",
+            "train.run_name=two",
+            *TINY,
+        ),
         workdir,
         nproc=2,
     )

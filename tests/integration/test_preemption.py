@@ -117,9 +117,16 @@ def test_signal_checkpoints_all_ranks_then_resume_finishes(
 def test_sigterm_to_torchrun_with_loader_workers_checkpoints(workdir: Path) -> None:
     """The common path: the scheduler SIGTERMs torchrun, which forwards it to its whole process
     group, DataLoader workers (image data from shards, 2 workers per rank) included."""
-    args = train_args("dcgan_digits.yaml", "train.steps=100000", "train.batch_size=16",
-                      "model.g_width=8", "model.d_width=8", "data.workers=2",
-                      "train.run_name=tr", "train.checkpoint_every=0")
+    args = train_args(
+        "dcgan_digits.yaml",
+        "train.steps=100000",
+        "train.batch_size=16",
+        "model.g_width=8",
+        "model.d_width=8",
+        "data.workers=2",
+        "train.run_name=tr",
+        "train.checkpoint_every=0",
+    )
     run = workdir / "runs" / "tr"
     proc = start(args, workdir, nproc=2)
     wait_for_step(run, 3, proc)

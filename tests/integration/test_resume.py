@@ -11,24 +11,43 @@ from tests.integration.conftest import max_diff, metrics, run_gandist, train_arg
 
 def test_resume_auto_matches_uninterrupted(workdir: Path) -> None:
     # BatchNorm G and D, EMA and Adam: every kind of state a resume must restore.
-    common = ["train.batch_size=16", "model.g_width=8", "model.d_width=8", "train.ema=true",
-              "train.ema_decay=0.9", "train.output_dir=runs", "train.checkpoint_every=2",
-              "train.keep_checkpoints=5",
-              # no schedules (the recipe has cosine ones): the last check adds one at resume
-              "optim.g.schedule=constant", "optim.d.schedule=constant"]
-    run_gandist(train_args("dcgan_digits.yaml", *common, "train.steps=6",
-                           "train.run_name=straight"), workdir)
+    common = [
+        "train.batch_size=16",
+        "model.g_width=8",
+        "model.d_width=8",
+        "train.ema=true",
+        "train.ema_decay=0.9",
+        "train.output_dir=runs",
+        "train.checkpoint_every=2",
+        "train.keep_checkpoints=5",
+        # no schedules (the recipe has cosine ones): the last check adds one at resume
+        "optim.g.schedule=constant",
+        "optim.d.schedule=constant",
+    ]
+    run_gandist(
+        train_args("dcgan_digits.yaml", *common, "train.steps=6", "train.run_name=straight"),
+        workdir,
+    )
     # same run, stopped after step 3 (a non-checkpoint step) ...
-    run_gandist(train_args("dcgan_digits.yaml", *common, "train.steps=6",
-                           "train.run_name=resumed"), workdir)
+    run_gandist(
+        train_args("dcgan_digits.yaml", *common, "train.steps=6", "train.run_name=resumed"), workdir
+    )
     run = workdir / "runs" / "resumed"
     for p in ("step_4", "step_6"):
         shutil.rmtree(run / "checkpoints" / p)
     (run / "checkpoints" / "latest").write_text("step_2\n")
     state2 = json.loads((run / "checkpoints/step_2/trainer_state.json").read_text())
     # ... and continued with resume=auto
-    proc = run_gandist(train_args("dcgan_digits.yaml", *common, "train.steps=6",
-                                  "train.run_name=resumed", "train.resume=auto"), workdir)
+    proc = run_gandist(
+        train_args(
+            "dcgan_digits.yaml",
+            *common,
+            "train.steps=6",
+            "train.run_name=resumed",
+            "train.resume=auto",
+        ),
+        workdir,
+    )
     assert "resumed from runs/resumed/checkpoints/step_2 at step 2" in proc.stdout
     a = workdir / "runs" / "straight" / "checkpoints" / "step_6"
     b = run / "checkpoints" / "step_6"
@@ -44,10 +63,18 @@ def test_resume_auto_matches_uninterrupted(workdir: Path) -> None:
     # Resumed with a learning-rate schedule the run did not have: refused by key, not by
     # accelerate's custom-checkpoint count, and the checkpoint is left as it was.
     before = sorted(p.name for p in (run / "checkpoints" / "step_2").iterdir())
-    proc = run_gandist(train_args("dcgan_digits.yaml", *common, "train.steps=6",
-                                  "train.run_name=resumed", "train.resume=" + str(
-                                      run / "checkpoints" / "step_2"),
-                                  "optim.g.schedule=cosine"), workdir, check=False)
+    proc = run_gandist(
+        train_args(
+            "dcgan_digits.yaml",
+            *common,
+            "train.steps=6",
+            "train.run_name=resumed",
+            "train.resume=" + str(run / "checkpoints" / "step_2"),
+            "optim.g.schedule=cosine",
+        ),
+        workdir,
+        check=False,
+    )
     assert proc.returncode != 0
     assert "saved without learning-rate schedules" in proc.stderr
     assert "optim.g.schedule" in proc.stderr and "Traceback" not in proc.stderr

@@ -87,8 +87,9 @@ def test_label_kinds(tmp_path: Path) -> None:
     def multi(i: int) -> dict:
         return {"png": digit(i)[0], "json": [i % 3, 4] if i % 2 else [i % 3]}
 
-    run_index_command(str(write_wds(tmp_path / "multi", n=20, per_shard=10, sample=multi)),
-                      None, 1, False)
+    run_index_command(
+        str(write_wds(tmp_path / "multi", n=20, per_shard=10, sample=multi)), None, 1, False
+    )
     urls, m = resolve_shards(str(tmp_path / "multi"))
     assert m.label_type == "multi" and m.num_labels == 5 and m.image_format == "png"
     _, y = ShardStream(urls, m, 4, shuffle_buffer=1).first_samples(2)

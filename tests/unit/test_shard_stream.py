@@ -21,8 +21,17 @@ SIZES = [23, 20, 25, 18, 22, 24, 21, 19]  # uneven on purpose; 172 samples
 
 def stream(d: Path, rank: int = 0, world: int = 1, workers: int = 0, **kw) -> ShardStream:
     urls, m = resolve_shards(str(d))
-    return ShardStream(urls, m, kw.pop("batch", 8) * world, rank, world, seed=kw.pop("seed", 1),
-                       workers=workers, shuffle_buffer=kw.pop("buffer", 16), **kw)
+    return ShardStream(
+        urls,
+        m,
+        kw.pop("batch", 8) * world,
+        rank,
+        world,
+        seed=kw.pop("seed", 1),
+        workers=workers,
+        shuffle_buffer=kw.pop("buffer", 16),
+        **kw,
+    )
 
 
 def epoch_indices(s: ShardStream) -> list[list[int]]:

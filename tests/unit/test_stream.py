@@ -10,8 +10,9 @@ from gandist.data.base import DatasetInfo, SourceData
 from gandist.data.stream import RankBatchStream
 from gandist.training.noise import GlobalNoise
 
-INFO = DatasetInfo(kind="points", channels=0, image_size=0, label_type="class", num_labels=5,
-                   source="test")
+INFO = DatasetInfo(
+    kind="points", channels=0, image_size=0, label_type="class", num_labels=5, source="test"
+)
 
 
 def source(n: int = 103, in_memory: bool = True) -> SourceData:

@@ -121,17 +121,24 @@ def parse_manifest(text: str, path: str) -> Manifest:
     try:
         shards = [ShardEntry(**s) for s in raw["shards"]]
         m = Manifest(
-            source=raw["source"], image_size=int(raw["image_size"]),
-            channels=int(raw["channels"]), image_format=raw["image_format"],
-            label_type=raw["label_type"], label_names=list(raw["label_names"]), shards=shards,
-            gandist_version=raw.get("gandist_version", ""), skipped=raw.get("skipped", {}),
-            image_sizes=dict(raw.get("image_sizes", {})), indexed=bool(raw.get("indexed", False)),
+            source=raw["source"],
+            image_size=int(raw["image_size"]),
+            channels=int(raw["channels"]),
+            image_format=raw["image_format"],
+            label_type=raw["label_type"],
+            label_names=list(raw["label_names"]),
+            shards=shards,
+            gandist_version=raw.get("gandist_version", ""),
+            skipped=raw.get("skipped", {}),
+            image_sizes=dict(raw.get("image_sizes", {})),
+            indexed=bool(raw.get("indexed", False)),
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{path}: manifest is missing or has a malformed field ({exc})") from exc
     if m.image_format not in READ_FORMATS or m.channels not in (1, 3):
-        raise ValueError(f"{path}: unsupported image_format/channels "
-                         f"({m.image_format!r}, {m.channels})")
+        raise ValueError(
+            f"{path}: unsupported image_format/channels ({m.image_format!r}, {m.channels})"
+        )
     return m
 
 
@@ -182,8 +189,9 @@ def encode_image(arr: np.ndarray, fmt: str, quality: int = 95) -> bytes:
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
         return buf.getvalue()
-    img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr,
-                          mode="L" if arr.shape[2] == 1 else "RGB")
+    img = Image.fromarray(
+        arr[:, :, 0] if arr.shape[2] == 1 else arr, mode="L" if arr.shape[2] == 1 else "RGB"
+    )
     buf = io.BytesIO()
     if fmt == "png":
         img.save(buf, format="PNG", compress_level=1)
