@@ -84,6 +84,8 @@ def describe(cfg: dict[str, Any]) -> dict[str, str]:
         arch += {"concat": " + label concat", "acgan": " + aux classifier"}.get(
             condition, f" + {condition}"
         )
+        if condition == "acgan" and model.get("aux_twin"):
+            arch += " and its twin"  # TAC-GAN
     opt = optim.get("d", {}).get("name", "?")
     opt = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}.get(opt, opt)
     return {"loss": family, "model": arch, "optimizer": opt}

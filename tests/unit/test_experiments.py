@@ -115,6 +115,8 @@ def test_describe_names_the_loss_family_model_and_optimizer() -> None:
         "model": "DCGAN + aux classifier",
         "optimizer": "Adam",
     }
+    cfg["model"]["aux_twin"] = True
+    assert ex.describe(cfg)["model"] == "DCGAN + aux classifier and its twin"
     assert ex.describe({"loss": {"adversarial": "wasserstein", "penalty": "clip"}})["loss"] == (
         "WGAN"
     )
