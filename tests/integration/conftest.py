@@ -18,7 +18,10 @@ CONFIGS = REPO / "configs"
 def run_gandist(
     args: list[str], cwd: Path, nproc: int = 0, timeout: int = 300, check: bool = True
 ) -> subprocess.CompletedProcess:
-    """`gandist ARGS` as one plain process (nproc=0) or under torchrun with nproc processes."""
+    """`gandist ARGS` as one plain process (nproc=0) or under torchrun with nproc processes.
+
+    torchrun --standalone picks a free port: a fixed one (it was 29500 + pid % 1000) clashes
+    with any other torchrun, test session or user's run, that holds it at the time."""
     if nproc:
         cmd = [
             sys.executable,
@@ -26,8 +29,7 @@ def run_gandist(
             "torch.distributed.run",
             "--nproc_per_node",
             str(nproc),
-            "--master_port",
-            str(29500 + os.getpid() % 1000),
+            "--standalone",  # rendezvous on a free local port: no clash with another run's
             "-m",
             "gandist",
             *args,
