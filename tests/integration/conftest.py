@@ -15,27 +15,22 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 
 
-def run_gandist(
-    args: list[str], cwd: Path, nproc: int = 0, timeout: int = 300, check: bool = True
-) -> subprocess.CompletedProcess:
+def gandist_command(args: list[str], nproc: int = 0, *torchrun_flags: str) -> list[str]:
     """`gandist ARGS` as one plain process (nproc=0) or under torchrun with nproc processes.
 
     torchrun --standalone picks a free port: a fixed one (it was 29500 + pid % 1000) clashes
     with any other torchrun, test session or user's run, that holds it at the time."""
-    if nproc:
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            str(nproc),
-            "--standalone",  # rendezvous on a free local port: no clash with another run's
-            "-m",
-            "gandist",
-            *args,
-        ]
-    else:
-        cmd = [sys.executable, "-m", "gandist", *args]
+    if not nproc:
+        return [sys.executable, "-m", "gandist", *args]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    return [*torchrun, "--nproc_per_node", str(nproc), *torchrun_flags, "-m", "gandist", *args]
+
+
+def run_gandist(
+    args: list[str], cwd: Path, nproc: int = 0, timeout: int = 300, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run `gandist_command(args, nproc)`; fail with its output's tail unless it exits 0."""
+    cmd = gandist_command(args, nproc)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
     env.pop("WORLD_SIZE", None)
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -18,6 +18,19 @@ TINY = [
 ]
 
 
+def mlp_on_shards(shards: Path, run: str) -> list[str]:
+    """A tiny MLP GAN on the shards at their own size (data.image_size=0; an MLP takes any)."""
+    return train_args(
+        "gan_mlp_digits.yaml",
+        f"data.source=shards:{shards}",
+        "data.image_size=0",
+        "model.g_hidden=[32]",
+        "model.d_hidden=[32]",
+        f"train.run_name={run}",
+        *TINY,
+    )
+
+
 def _data_info(workdir: Path, run: str) -> dict:
     state = workdir / "runs" / run / "checkpoints" / "step_2" / "trainer_state.json"
     return json.loads(state.read_text())["data_info"]
@@ -26,15 +39,7 @@ def _data_info(workdir: Path, run: str) -> dict:
 def test_train_on_shardwriter_shards_local_and_piped(workdir: Path) -> None:
     shards = write_wds(workdir / "wds")  # 200 grey 16 px digits, .jpg + .cls, 4 shards
     proc = run_gandist(  # data.image_size=0: the shards' own 16 px (an MLP takes any size)
-        train_args(
-            "gan_mlp_digits.yaml",
-            f"data.source=shards:{shards}",
-            "data.image_size=0",
-            "model.g_hidden=[32]",
-            "model.d_hidden=[32]",
-            "train.run_name=local",
-            *TINY,
-        ),
+        mlp_on_shards(shards, "local"),
         workdir,
     )
     assert "indexing 4 shards once" in proc.stderr and (shards / "dataset.json").is_file()
@@ -113,15 +118,7 @@ def test_grey_png_folder_is_one_channel_direct_and_sharded(workdir: Path) -> Non
 def test_two_processes_index_once(workdir: Path) -> None:
     shards = write_wds(workdir / "wds", n=96, per_shard=24)
     proc = run_gandist(
-        train_args(
-            "gan_mlp_digits.yaml",
-            f"data.source=shards:{shards}",
-            "data.image_size=0",
-            "model.g_hidden=[32]",
-            "model.d_hidden=[32]",
-            "train.run_name=two",
-            *TINY,
-        ),
+        mlp_on_shards(shards, "two"),
         workdir,
         nproc=2,
     )

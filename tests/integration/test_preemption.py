@@ -9,7 +9,6 @@ import pickle
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,29 +19,13 @@ from safetensors.torch import load_file
 from gandist import __version__
 from gandist.training.checkpoint import latest_checkpoint
 from gandist.training.preemption import EXIT_PREEMPTED
-from tests.integration.conftest import metrics, run_gandist, train_args
+from tests.integration.conftest import gandist_command, metrics, run_gandist, train_args
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
 def start(args: list[str], cwd: Path, nproc: int = 0, max_restarts: int = 0) -> subprocess.Popen:
-    if nproc:
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            str(nproc),
-            "--max_restarts",
-            str(max_restarts),
-            "--master_port",
-            str(29900 + os.getpid() % 90),
-            "-m",
-            "gandist",
-            *args,
-        ]
-    else:
-        cmd = [sys.executable, "-m", "gandist", *args]
+    cmd = gandist_command(args, nproc, "--max_restarts", str(max_restarts))
     return subprocess.Popen(
         cmd,
         cwd=cwd,
