@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +39,8 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+
+from tests.ports import free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -437,12 +438,6 @@ class K8sPod:
         return "\n".join(lines[-n:])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class K8sRehearsal:
     """Runs containers of the manifests as local processes, substituting only the documented."""
 
@@ -471,7 +466,7 @@ class K8sRehearsal:
                 (local / key).write_text(self.map_paths(text))
         self.workdir = root / "workspace"  # the image's WORKDIR
         self.workdir.mkdir()
-        self.port = _free_port()
+        self.port = free_port()
 
     @property
     def config_file(self) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import CONFIGS, max_diff, run_gandist, train_args, weights
+from tests.ports import free_port
 
 # Models without BatchNorm (or with per-sample norms: GroupNorm(1)/LayerNorm), so a 2-process run
 # must equal the 1-process run in float64 up to summation-order rounding. Measured 1-vs-2-process
@@ -154,7 +155,7 @@ def test_accelerate_launch_two_cpu_processes_bf16(workdir: Path) -> None:
         "--num_processes",
         "2",
         "--main_process_port",
-        str(29700 + os.getpid() % 200),
+        str(free_port()),
         "-m",
         "gandist",
         "train",
