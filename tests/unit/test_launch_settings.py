@@ -22,6 +22,8 @@ from gandist.tracking.wandb_run import (
 )
 from gandist.training.distributed import (
     build_accelerator,
+    cpu_bf16_notice,
+    cpu_has_native_bf16,
     precision_conflict,
     resolve_precision,
 )
@@ -69,6 +71,25 @@ def test_precision_conflict_is_stated_only_for_a_real_disagreement() -> None:
     assert precision_conflict("bf16", {}) is None
     # `accelerate launch` without --mixed_precision sets "no": not a request to report against
     assert precision_conflict("bf16", {"ACCELERATE_MIXED_PRECISION": "no"}) is None
+
+
+def test_bf16_on_a_cpu_without_bf16_arithmetic_is_warned_about() -> None:
+    msg = cpu_bf16_notice("bf16", on_cpu=True, native_bf16=False)
+    assert msg is not None and "train.precision=no" in msg and "AVX512-BF16" in msg
+    assert cpu_bf16_notice("bf16", on_cpu=True, native_bf16=True) is None
+    assert cpu_bf16_notice("bf16", on_cpu=True, native_bf16=None) is None  # cannot tell: quiet
+    assert cpu_bf16_notice("bf16", on_cpu=False, native_bf16=False) is None  # a GPU run
+    assert cpu_bf16_notice("no", on_cpu=True, native_bf16=False) is None
+    assert cpu_has_native_bf16() in (True, False, None)
+
+
+def test_build_accelerator_warns_about_bf16_on_a_cpu_without_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("gandist.training.distributed.cpu_has_native_bf16", lambda: False)
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    build_accelerator(from_dict({"train": {"precision": "bf16"}}), log_with=None)
+    assert "without bf16 arithmetic" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
