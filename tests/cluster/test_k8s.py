@@ -293,6 +293,22 @@ def test_shard_job_writes_what_training_reads() -> None:
     assert "ReadWriteMany" in pvc["spec"]["accessModes"]
 
 
+def test_configmap_is_the_recipe_it_names() -> None:
+    """The ConfigMap says it is configs/wgan_gp_digits.yaml on the shards: every training and
+    scoring setting must match, only the data source and the cluster's cadence may differ."""
+    cm = k8s_find(k8s_load(K8S / "wgan-gp.yaml"), "ConfigMap", name="wgan-gp-config")
+    ours = yaml.safe_load(cm["data"]["config.yaml"])
+    recipe = yaml.safe_load((REPO / "configs" / "wgan_gp_digits.yaml").read_text())
+    for section in ("model", "loss", "optim", "eval"):
+        assert ours.get(section) == recipe.get(section), section
+    cadence = ("sample_every", "checkpoint_every", "keep_checkpoints")
+    for train in (ours["train"], recipe["train"]):
+        for key in cadence:
+            train.pop(key, None)
+    assert ours["train"] == recipe["train"]
+    assert ours["data"]["image_size"] == recipe["data"]["image_size"]
+
+
 def test_config_in_configmap_loads(tmp_path: Path) -> None:
     from gandist.config import load_config
 
