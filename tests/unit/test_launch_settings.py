@@ -86,9 +86,16 @@ def test_bf16_on_a_cpu_without_bf16_arithmetic_is_warned_about() -> None:
 def test_build_accelerator_warns_about_bf16_on_a_cpu_without_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from accelerate.state import AcceleratorState
+
     monkeypatch.setattr("gandist.training.distributed.cpu_has_native_bf16", lambda: False)
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
-    build_accelerator(from_dict({"train": {"precision": "bf16"}}), log_with=None)
+    # accelerate keeps one process-wide state: an earlier test's Accelerator fixed its precision
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        build_accelerator(from_dict({"train": {"precision": "bf16"}}), log_with=None)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
     assert "without bf16 arithmetic" in capsys.readouterr().err
 
 
