@@ -103,6 +103,10 @@ class ModelConfig:
     # G was asked for from G's images; G minimises the classifier's loss and maximises the
     # twin's, which cancels ACGAN's pull to the one most classifiable image per label.
     aux_twin: bool = False
+    # With d_norm spectral: does the ACGAN classifier layer (and the twin) get spectral norm too?
+    # false leaves it free: the norm bounds D's real/fake slope, and on the classifier it caps
+    # how well D can read the labels it teaches G (docs/experiments.md, "A free classifier").
+    aux_spectral: bool = True
 
 
 @dataclass

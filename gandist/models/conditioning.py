@@ -132,6 +132,16 @@ def run_layers(layers: nn.Module, x: Tensor, e: Tensor | None) -> Tensor:
     return x
 
 
+class AuxClassifier(nn.Linear):
+    """The ACGAN classifier layer (and TAC-GAN's twin): a Linear that model.aux_spectral=false
+    keeps out of spectral norm (`classifier_norm_skip`)."""
+
+
+def classifier_norm_skip(cfg: ModelConfig) -> tuple[type[nn.Module], ...]:
+    """Module types a critic's spectral norm leaves alone besides the label encoders."""
+    return () if cfg.aux_spectral else (AuxClassifier,)
+
+
 class CriticHead(nn.Module):
     """Flattened critic features -> (adv logits (B,), aux logits (B, K) | None); (B, 2K) with
     model.aux_twin: the classifier's K logits, then the twin's.
@@ -150,12 +160,14 @@ class CriticHead(nn.Module):
         # A packed critic (model.pack=k) classifies every member of its pack: k x K logits.
         self.pack = cfg.pack
         self.aux = (
-            nn.Linear(features, info.num_labels * cfg.pack) if cfg.condition == "acgan" else None
+            AuxClassifier(features, info.num_labels * cfg.pack)
+            if cfg.condition == "acgan"
+            else None
         )
         # model.aux_twin (TAC-GAN): a second classifier, trained on G's images; its K logits
         # follow the classifier's (objectives.losses.split_twin takes them apart).
         self.twin = (
-            nn.Linear(features, info.num_labels * cfg.pack)
+            AuxClassifier(features, info.num_labels * cfg.pack)
             if cfg.condition == "acgan" and cfg.aux_twin
             else None
         )

@@ -24,6 +24,7 @@ from gandist.models.conditioning import (
     LabelAffine,
     LabelMap,
     check_condition,
+    classifier_norm_skip,
     embed_labels,
     generator_encoder,
     join_latent,
@@ -156,7 +157,7 @@ class DCGANDiscriminator(nn.Module):
         self.blocks = nn.Sequential(*layers)
         self.pool = cfg.d_pool
         self.head = CriticHead(ch if self.pool == "sum" else ch * s_last * s_last, cfg, info)
-        finish(self, cfg.d_norm, cfg.init)
+        finish(self, cfg.d_norm, cfg.init, free=classifier_norm_skip(cfg))
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         if self.label_map is not None:

@@ -66,12 +66,15 @@ def init_weights(net: nn.Module, scheme: str = "normal", std: float = 0.02) -> n
     return net
 
 
-def finish(net: nn.Module, norm: str, scheme: str) -> nn.Module:
-    """Last step of every constructor: init, then spectral norm if that is the net's norm.
+def finish(
+    net: nn.Module, norm: str, scheme: str, free: tuple[type[nn.Module], ...] = ()
+) -> nn.Module:
+    """Last step of every constructor: init, then spectral norm if that is the net's norm
+    (except label encoders and the module types in `free`).
 
     Init runs first so spectral norm's power iteration starts from the final weights.
     """
     init_weights(net, scheme)
     if norm == "spectral":
-        apply_spectral_norm(net, skip=(LabelEncoder, LabelMap, LabelAffine))
+        apply_spectral_norm(net, skip=(LabelEncoder, LabelMap, LabelAffine, *free))
     return net

@@ -19,6 +19,7 @@ from gandist.models.conditioning import (
     CriticHead,
     LabelEncoder,
     check_condition,
+    classifier_norm_skip,
     embed_labels,
     generator_encoder,
     join_latent,
@@ -108,7 +109,7 @@ class MLPDiscriminator(nn.Module):
             dropout=cfg.dropout,
         )
         self.head = CriticHead(width, cfg, info)
-        finish(self, cfg.d_norm, cfg.init)
+        finish(self, cfg.d_norm, cfg.init, free=classifier_norm_skip(cfg))
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         h = x.flatten(1)

@@ -303,6 +303,34 @@ def test_spectral_norm_critic():
         assert torch.linalg.matrix_norm(mat, ord=2).item() == pytest.approx(1.0, rel=0.05)
 
 
+@pytest.mark.parametrize("arch", ["dcgan", "mlp"])
+def test_aux_spectral_false_frees_only_the_classifier(arch):
+    """model.aux_spectral=false: the ACGAN classifier and its twin keep a plain weight, every
+    other layer of the critic stays spectrally normalised, and a classifier gradient reaches
+    the free weight."""
+    torch.manual_seed(0)
+    kw = {"d_width": 16} if arch == "dcgan" else {"d_hidden": [32]}
+    info = image_info(32, label_type="multi")
+    for free in (False, True):
+        cfg = small_cfg(
+            arch=arch,
+            d_norm="spectral",
+            condition="acgan",
+            aux_twin=True,
+            aux_spectral=not free,
+            **kw,
+        )
+        d = build_discriminator(cfg, info)
+        heads = {d.head.aux, d.head.twin}
+        for m in d.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                assert parametrize.is_parametrized(m, "weight") == (not free or m not in heads)
+        _, aux = d(torch.randn(4, 3, 32, 32), labels("multi", 4))
+        aux.sum().backward()
+        grad = d.head.aux.weight.grad if free else d.head.aux.parametrizations.weight.original.grad
+        assert grad is not None and grad.abs().sum() > 0
+
+
 def test_reinit_refreshes_spectral_norm_estimate():
     """init_weights on an already spectral-normalised net inits the original weights and
     re-runs the power iteration, so sigma(W) ~= 1 from the very first (eval) forward."""
