@@ -14,6 +14,7 @@ import signal
 from pathlib import Path
 
 import torch
+from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
 from gandist.config import Config, load_config
@@ -74,6 +75,7 @@ def recipe_config(path: Path, data_root: Path, out: Path, *extra: str) -> Config
 def make_trainer(cfg: Config, stop_after: int | None = None) -> Trainer:
     """A Trainer for `cfg`; with `stop_after`, it requests a stop (SIGUSR1 to this process, on
     every rank) once that step is done, as a scheduler's preemption notice would."""
+    fresh_precision_state()
     trainer = Trainer(cfg)
     if stop_after is not None:
         step_once = trainer.train_step
@@ -88,8 +90,18 @@ def make_trainer(cfg: Config, stop_after: int | None = None) -> Trainer:
     return trainer
 
 
+def fresh_precision_state() -> None:
+    """accelerate keeps one mixed precision per process and refuses an Accelerator with another;
+    one recipe here sets bf16, the others no. Reset it between recipes, keeping the process
+    group (PartialState), as a new process would start."""
+    AcceleratorState._reset_state(reset_partial_state=False)
+
+
 def train(cfg: Config, stop_after: int | None = None) -> TrainResult:
-    return make_trainer(cfg, stop_after).fit()
+    try:
+        return make_trainer(cfg, stop_after).fit()
+    finally:
+        fresh_precision_state()  # later tests in this process may want another precision
 
 
 def batchnorm_or_dropout(cfg: Config) -> bool:

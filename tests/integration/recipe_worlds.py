@@ -37,6 +37,7 @@ from tests.recipe_driver import (  # noqa: E402
 STEPS = 3
 WORLD_OVERRIDES = [
     "train.dtype=float64",
+    "train.precision=no",  # float64 excludes mixed precision (a recipe may set bf16)
     "data.shards=off",
     f"train.steps={STEPS}",
     "train.batch_size=32",
