@@ -15,13 +15,10 @@ from gandist.config import ConfigError, dump_yaml, load_config
 
 def _cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    from accelerate import PartialState
-
     from gandist.run_files import EXIT_PREEMPTED
     from gandist.training.trainer import train
 
     preempted = train(cfg).preempted
-    PartialState().destroy_process_group()
     if not preempted:
         return 0
     return 0 if _agent_restarts_failures() else EXIT_PREEMPTED
@@ -297,10 +294,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)  # --help, --version and unknown commands
 
 
+def _leave_process_group() -> None:
+    """Destroy the process group a finished command joined (train, eval, sample, sefa under
+    torchrun all can). Left to interpreter exit, gloo's worker threads can still hold work
+    when Python tears down and the rank aborts ("terminate called without an active
+    exception") after its results are written. Only after success: a rank that failed may
+    leave the others inside a collective, where destroying would hang."""
+    dist = sys.modules.get("torch.distributed")  # never imported: no group to leave
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        _leave_process_group()
+        return code
     except ConfigError as exc:
         print(f"gandist: config error: {exc}", file=sys.stderr)
         return 2
