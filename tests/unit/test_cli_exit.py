@@ -1,6 +1,6 @@
 """`gandist` leaves the process group its command joined before the interpreter exits: left to
 Python's teardown, a gloo rank of a 2-process `gandist eval --rejection` aborted after writing its
-results (CI, session 16)."""
+results (seen in CI)."""
 
 from __future__ import annotations
 
