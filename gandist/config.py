@@ -107,6 +107,10 @@ class ModelConfig:
     # false leaves it free: the norm bounds D's real/fake slope, and on the classifier it caps
     # how well D can read the labels it teaches G (docs/experiments.md, "A free classifier").
     aux_spectral: bool = True
+    # With condition acgan: the critic's real/fake logit also gets the projection term
+    # <embed(y), h> (Miyato & Koyama 2018), so D judges whether an image looks real *for its
+    # labels*, learning from G's images too; the classifier alone learns from real images only.
+    aux_project: bool = False
 
 
 @dataclass

@@ -166,14 +166,22 @@ def _validate_techniques(cfg: Config, origin: str) -> None:
             "the twin classifier (TAC-GAN) is a second ACGAN head; set model.condition: acgan "
             f"(got {m.condition!r}) or model.aux_twin: false",
         )
+    if m.aux_project and m.condition != "acgan":
+        raise fail(
+            origin,
+            "model.aux_project",
+            "adds a projection term to an ACGAN critic; set model.condition: acgan "
+            f"(got {m.condition!r}; model.condition: project is the projection critic alone) or "
+            "model.aux_project: false",
+        )
     if m.pack > 1:
-        if m.condition == "project":
+        if m.condition == "project" or m.aux_project:
             raise fail(
                 origin,
                 "model.pack",
-                f"model.pack={m.pack} cannot be combined with model.condition=project (a "
-                "projection critic scores one label per input, a pack holds k); use concat or "
-                "acgan, or model.pack: 1",
+                f"model.pack={m.pack} cannot be combined with a projection critic "
+                "(model.condition=project or model.aux_project: it scores one label per input, "
+                "a pack holds k); use concat or acgan without aux_project, or model.pack: 1",
             )
         if t.batch_size % m.pack:
             raise fail(

@@ -6,7 +6,8 @@
   for conv nets, iCLEVR-style; concatenated features for MLPs).
 - project: G as concat; D is a projection discriminator (Miyato & Koyama 2018):
   adv = linear(h) + <embed(y), h>.
-- acgan: G as concat; D sees only x and has an auxiliary classifier head on its features.
+- acgan: G as concat; D sees only x and has an auxiliary classifier head on its features;
+  with model.aux_project its real/fake logit also gets the projection term.
 """
 
 from __future__ import annotations
@@ -154,9 +155,13 @@ class CriticHead(nn.Module):
         self.linear = nn.Linear(features, 1)
         self.project = (
             LabelEncoder(info.label_type, info.num_labels, features)
-            if cfg.condition == "project"
+            if cfg.condition == "project" or (cfg.condition == "acgan" and cfg.aux_project)
             else None
         )
+        if self.project is not None and cfg.condition == "acgan":
+            # model.aux_project: the term starts at zero, so the critic begins as the plain
+            # ACGAN one and the label's share of the realism score grows from the data.
+            nn.init.zeros_(self.project.embed.weight)
         # A packed critic (model.pack=k) classifies every member of its pack: k x K logits.
         self.pack = cfg.pack
         self.aux = (

@@ -331,6 +331,38 @@ def test_aux_spectral_false_frees_only_the_classifier(arch):
         assert grad is not None and grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("arch", ["dcgan", "mlp"])
+def test_aux_project_adds_a_label_term_that_starts_at_zero(arch):
+    """model.aux_project: the ACGAN critic's real/fake logit gains <embed(y), h>. At init the
+    term is zero (the critic scores as the plain ACGAN one, whatever y); once the embedding has
+    learnt, the logit depends on the labels, and only the logit: the classifier's output does
+    not. The embedding is a label encoder, left out of spectral norm like the projection
+    critic's."""
+    kw = {"d_width": 16} if arch == "dcgan" else {"d_hidden": [32]}
+    info = image_info(32, label_type="multi")
+    base = dict(arch=arch, d_norm="spectral", condition="acgan", **kw)
+    torch.manual_seed(0)
+    plain = build_discriminator(small_cfg(**base), info)
+    torch.manual_seed(0)
+    d = build_discriminator(small_cfg(aux_project=True, **base), info)
+    assert not parametrize.is_parametrized(d.head.project.embed, "weight")
+    missing, unexpected = d.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("head.project.") for k in missing) and missing
+    plain.eval(), d.eval()  # eval: no power-iteration step in forward, so both see one sigma
+    x, y1, y2 = torch.randn(4, 3, 32, 32), labels("multi", 4), 1 - labels("multi", 4)
+    adv_plain, aux_plain = plain(x, y1)
+    adv1, aux1 = d(x, y1)
+    assert torch.allclose(adv1, adv_plain) and torch.allclose(aux1, aux_plain)
+    with torch.no_grad():
+        d.head.project.embed.weight.normal_()
+    adv1, aux1 = d(x, y1)
+    adv2, aux2 = d(x, y2)
+    assert not torch.allclose(adv1, adv2) and torch.equal(aux1, aux2)
+    assert torch.allclose(aux1, aux_plain)
+    adv1.sum().backward()
+    assert d.head.project.embed.weight.grad.abs().sum() > 0
+
+
 def test_reinit_refreshes_spectral_norm_estimate():
     """init_weights on an already spectral-normalised net inits the original weights and
     re-runs the power iteration, so sigma(W) ~= 1 from the very first (eval) forward."""

@@ -166,6 +166,21 @@ def test_projection_critic_cannot_pack() -> None:
     check_pack(cfg(condition="project", pack=1))  # unpacked: fine
 
 
+def test_aux_project_needs_acgan_and_cannot_pack() -> None:
+    """model.aux_project is a projection term on an ACGAN critic: it packs no more than the
+    projection critic does, and on another condition it is a config error naming the key."""
+    with pytest.raises(ValueError, match=r"model.pack=2 cannot .*model.aux_project"):
+        build_discriminator(
+            cfg(condition="acgan", aux_project=True), image_info(label_type="multi")
+        )
+    with pytest.raises(ConfigError, match="model.pack"):
+        from_dict({"model": {"pack": 2, "condition": "acgan", "aux_project": True}})
+    for condition in ("none", "concat", "project"):
+        with pytest.raises(ConfigError, match="model.aux_project.*model.condition: acgan"):
+            from_dict({"model": {"aux_project": True, "condition": condition}})
+    from_dict({"model": {"aux_project": True, "condition": "acgan"}})  # fine
+
+
 # ---------------------------------------------------------------- the batch rules
 
 
