@@ -1,6 +1,7 @@
-"""The issue #14 techniques (packing, DiffAugment, learning-rate schedules, mode seeking) trained
-on this process group: run plainly for 1 process, under `torchrun --nproc_per_node 2` for 2;
-tests/integration/test_techniques.py compares the two.
+"""The issue #14 techniques (packing, DiffAugment, learning-rate schedules, mode seeking, the
+ACGAN critic's twin and projection terms) trained on this process group: run plainly for 1
+process, under `torchrun --nproc_per_node 2` for 2; tests/integration/test_techniques.py
+compares the two.
 
 Usage: techniques_worlds.py OUT DATA_ROOT. Each case trains STEPS steps in float64 at tiny widths
 from the map-style source (data.shards=off, so a global batch holds the same samples on any
@@ -53,6 +54,16 @@ CASES: dict[str, tuple[str, list[str]]] = {
             "model.aux_twin=true",  # TAC-GAN's twin head, packed like the classifier
             "optim.d.schedule=cosine",
             "optim.d.warmup_steps=2",
+        ],
+    ),
+    "acgan-project-augment": (
+        "acgan_digits.yaml",
+        [
+            "model.pack=1",  # a projection term scores one label per input: no packs
+            "model.g_norm=layer",
+            "model.d_norm=layer",
+            "model.aux_project=true",  # label term in the real/fake logit, beside the classifier
+            "loss.aux_fake=false",
         ],
     ),
 }
