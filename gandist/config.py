@@ -112,6 +112,12 @@ class ModelConfig:
     # labels*, learning from G's images too; the classifier alone learns from real images only.
     aux_project: bool = False
 
+    @property
+    def projects_labels(self) -> bool:
+        """Whether the critic's real/fake logit has the projection term <embed(y), h>: the
+        projection critic, or an ACGAN critic with aux_project. One label per input, so no packs."""
+        return self.condition == "project" or (self.condition == "acgan" and self.aux_project)
+
 
 @dataclass
 class LossConfig:

@@ -175,7 +175,7 @@ def _validate_techniques(cfg: Config, origin: str) -> None:
             "model.aux_project: false",
         )
     if m.pack > 1:
-        if m.condition == "project" or m.aux_project:
+        if m.projects_labels:
             raise fail(
                 origin,
                 "model.pack",

@@ -155,7 +155,7 @@ class CriticHead(nn.Module):
         self.linear = nn.Linear(features, 1)
         self.project = (
             LabelEncoder(info.label_type, info.num_labels, features)
-            if cfg.condition == "project" or (cfg.condition == "acgan" and cfg.aux_project)
+            if cfg.projects_labels
             else None
         )
         if self.project is not None and cfg.condition == "acgan":

@@ -42,7 +42,7 @@ def check_pack(cfg: ModelConfig) -> int:
     k = cfg.pack
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"model.pack must be an integer >= 1 (1: no packing), got {k!r}")
-    if k > 1 and (cfg.condition == "project" or cfg.aux_project):
+    if k > 1 and cfg.projects_labels:
         raise ValueError(
             f"model.pack={k} cannot be combined with a projection critic (model.condition="
             "project or model.aux_project): it scores one label per input and a pack holds k of "
