@@ -152,9 +152,11 @@ class OptimizerConfig:
     eps: float = 1e-8
     # Learning-rate schedule over train.steps (gandist/training/schedules.py): constant, linear
     # or cosine decay towards min_lr_ratio x lr at train.steps, after `warmup_steps` of linear
-    # warm-up from 0. Stepped once per training step (one G step and its n_critic D steps).
+    # warm-up from 0 and then `stable_steps` at lr. Stepped once per training step (one G step
+    # and its n_critic D steps).
     schedule: str = _choice("constant", ("constant", "linear", "cosine"))
     warmup_steps: int = 0
+    stable_steps: int = 0
     min_lr_ratio: float = 0.0
 
 

@@ -1,13 +1,16 @@
-"""Learning-rate schedules: `optim.g.schedule` / `optim.d.schedule` with `warmup_steps` and
-`min_lr_ratio`.
+"""Learning-rate schedules: `optim.g.schedule` / `optim.d.schedule` with `warmup_steps`,
+`stable_steps` and `min_lr_ratio`.
 
 The factor multiplying `lr` at training step s (0-based; the step about to run), with W warm-up
-steps, T = train.steps and r = min_lr_ratio:
+steps, S stable steps, T = train.steps and r = min_lr_ratio:
 - s < W: s / W (linear warm-up from 0, as in Transformers' get_*_schedule_with_warmup: the first
   step runs at lr 0 when W > 0);
-- afterwards, with p = (s - W) / (T - W) clamped to [0, 1]:
+- afterwards, with p = (s - W - S) / (T - W - S) clamped to [0, 1]:
   constant 1; linear 1 - (1 - r) p; cosine r + (1 - r) (1 + cos(pi p)) / 2.
-So lr decays towards r x lr, which it would reach at step T (the last step, T - 1, is just above).
+So lr holds for S steps after the warm-up (the "stable" phase of Transformers' warm-up / stable /
+decay schedule; CycleGAN's constant-then-linear-decay epochs), then decays towards r x lr, which
+it would reach at step T (the last step, T - 1, is just above). With S > 0 a run is step for step
+the constant-rate run until W + S, so the decay can be screened from that run's checkpoint.
 
 Stepping: once per *training step* (one generator update after n_critic critic updates), for
 both networks, after the G update. The critic's n_critic updates of one training step share one
@@ -37,7 +40,9 @@ from gandist.config import OptimizerConfig
 SCHEDULES = ("constant", "linear", "cosine")
 
 
-def lr_factor(kind: str, step: int, total: int, warmup: int = 0, min_ratio: float = 0.0) -> float:
+def lr_factor(
+    kind: str, step: int, total: int, warmup: int = 0, min_ratio: float = 0.0, stable: int = 0
+) -> float:
     """The multiplier of the base learning rate at 0-based training step `step` (see above)."""
     if kind not in SCHEDULES:
         raise ValueError(f"unknown learning-rate schedule {kind!r} (known: {', '.join(SCHEDULES)})")
@@ -45,7 +50,8 @@ def lr_factor(kind: str, step: int, total: int, warmup: int = 0, min_ratio: floa
         return step / warmup
     if kind == "constant":
         return 1.0
-    p = min(1.0, max(0.0, (step - warmup) / max(1, total - warmup)))
+    start = warmup + stable
+    p = min(1.0, max(0.0, (step - start) / max(1, total - start)))
     if kind == "linear":
         return 1.0 - (1.0 - min_ratio) * p
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
@@ -63,13 +69,13 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimizerConfig, tota
     param_groups)."""
     if isinstance(optimizer, AcceleratedOptimizer):
         optimizer = optimizer.optimizer
-    kind, warmup, ratio = cfg.schedule, cfg.warmup_steps, cfg.min_lr_ratio
-    lr_factor(kind, 0, total, warmup, ratio)  # fail now on an unknown kind
+    kind, warmup, ratio, stable = cfg.schedule, cfg.warmup_steps, cfg.min_lr_ratio, cfg.stable_steps
+    lr_factor(kind, 0, total, warmup, ratio, stable)  # fail now on an unknown kind
 
     # A plain function, not a callable object: LambdaLR's state_dict then holds only the step
     # count and base rates, and a resumed run takes the schedule's shape from its config.
     def factor(step: int) -> float:
-        return lr_factor(kind, step, total, warmup, ratio)
+        return lr_factor(kind, step, total, warmup, ratio, stable)
 
     return LambdaLR(optimizer, factor)
 

@@ -45,6 +45,25 @@ def test_factor_values(kind: str, step: int, warmup: int, ratio: float, expected
     assert lr_factor(kind, step, T, warmup, ratio) == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.parametrize(
+    ("kind", "step", "warmup", "stable", "expected"),
+    [
+        ("linear", 0, 0, 60, 1.0),
+        ("linear", 60, 0, 60, 1.0),  # the decay starts here
+        ("linear", 80, 0, 60, 0.5),  # p = 20 / 40
+        ("cosine", 70, 0, 60, 0.5 * (1 + math.cos(math.pi / 4))),
+        ("linear", 5, 10, 60, 0.5),  # warm-up first
+        ("linear", 69, 10, 60, 1.0),
+        ("linear", 85, 10, 60, 0.5),  # p = 15 / 30
+        ("cosine", 100, 10, 60, 0.0),
+    ],
+)
+def test_stable_steps_hold_the_rate_before_the_decay(
+    kind: str, step: int, warmup: int, stable: int, expected: float
+) -> None:
+    assert lr_factor(kind, step, T, warmup, 0.0, stable) == pytest.approx(expected, abs=1e-12)
+
+
 def test_decays_are_monotone_and_end_at_the_floor() -> None:
     for kind in ("linear", "cosine"):
         f = [lr_factor(kind, s, T, 10, 0.05) for s in range(T + 1)]
@@ -76,6 +95,25 @@ def test_scheduler_sets_the_learning_rate_of_each_step() -> None:
         s.step()
     assert seen == pytest.approx([0.1 * lr_factor("cosine", i, 20, 4) for i in range(20)])
     assert seen[0] == 0.0 and seen[4] == pytest.approx(0.1)
+
+
+def test_a_stable_phase_is_the_constant_run_until_the_decay() -> None:
+    """The point of stable_steps: the learning rates a decaying run steps through are those of
+    the constant run until warm-up + stable, so its checkpoint there is the constant run's."""
+    const, wsd = opt(0.1), opt(0.1)
+    s_const = build_scheduler(const, OptimizerConfig(warmup_steps=5), T)
+    s_wsd = build_scheduler(
+        wsd, OptimizerConfig(schedule="linear", warmup_steps=5, stable_steps=55), T
+    )
+    seen = []
+    for _ in range(T):
+        seen.append((lr_of(const), lr_of(wsd)))
+        const.step()
+        wsd.step()
+        s_const.step()
+        s_wsd.step()
+    assert [c for c, _ in seen[:60]] == [w for _, w in seen[:60]]
+    assert seen[61][1] < seen[61][0] and seen[T - 1][1] == pytest.approx(0.1 / 40)
 
 
 def test_state_dict_round_trip_continues_exactly() -> None:
@@ -133,3 +171,18 @@ def test_config_keys() -> None:
         from_dict({"optim": {"g": {"warmup_steps": -1}}})
     with pytest.raises(ConfigError, match="optim.d.min_lr_ratio"):
         from_dict({"optim": {"d": {"min_lr_ratio": 1.5}}})
+    with pytest.raises(ConfigError, match="optim.g.stable_steps.*must be >= 0"):
+        from_dict({"optim": {"g": {"schedule": "linear", "stable_steps": -1}}})
+    with pytest.raises(ConfigError, match="optim.d.stable_steps.*set optim.d.schedule"):
+        from_dict({"optim": {"d": {"stable_steps": 10}}})
+    with pytest.raises(ConfigError, match=r"optim.g.stable_steps.*\(10 \+ 90\).*\(100\)"):
+        from_dict(
+            {
+                "train": {"steps": 100},
+                "optim": {"g": {"schedule": "cosine", "warmup_steps": 10, "stable_steps": 90}},
+            }
+        )
+    ok = from_dict(
+        {"train": {"steps": 100}, "optim": {"g": {"schedule": "linear", "stable_steps": 99}}}
+    )
+    assert ok.optim.g.stable_steps == 99
