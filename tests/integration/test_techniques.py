@@ -28,6 +28,7 @@ TECHNIQUES = [
     "train.augment=translation,cutout,color",
     "optim.g.schedule=cosine",
     "optim.g.warmup_steps=2",
+    "optim.g.stable_steps=2",  # G holds its rate for steps 3-4, decays from step 5
     "optim.d.schedule=linear",
     "optim.d.warmup_steps=1",
     "optim.d.min_lr_ratio=0.1",
@@ -65,6 +66,8 @@ def test_resumed_run_with_every_technique_equals_uninterrupted(tmp_path: Path) -
     assert sorted(lrs) == list(range(1, steps + 1))
     assert resumed_lrs == lrs  # every step, before and after the resume
     assert len({v for v in lrs.values()}) > 1  # the schedule moved
+    g = [lrs[s][0] for s in range(1, steps + 1)]
+    assert g[0] == 0.0 < g[1] < g[2] == g[3] == g[4] > g[5] > g[6]  # warm-up, stable, decay
 
 
 @pytest.mark.slow
