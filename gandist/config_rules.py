@@ -105,14 +105,6 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
                 "holds the learning rate before a decay: set "
                 f"optim.{net}.schedule to linear or cosine, or drop stable_steps",
             )
-        if o.stable_steps > 0 and o.warmup_steps + o.stable_steps >= t.steps:
-            raise fail(
-                origin,
-                f"optim.{net}.stable_steps",
-                f"warmup_steps + stable_steps ({o.warmup_steps} + {o.stable_steps}) leave none "
-                f"of train.steps ({t.steps}) for the decay: lower stable_steps or raise "
-                "train.steps",
-            )
         if not 0.0 <= o.min_lr_ratio <= 1.0:
             raise fail(
                 origin, f"optim.{net}.min_lr_ratio", f"must be in [0, 1], got {o.min_lr_ratio}"

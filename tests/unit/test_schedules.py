@@ -175,14 +175,9 @@ def test_config_keys() -> None:
         from_dict({"optim": {"g": {"schedule": "linear", "stable_steps": -1}}})
     with pytest.raises(ConfigError, match="optim.d.stable_steps.*set optim.d.schedule"):
         from_dict({"optim": {"d": {"stable_steps": 10}}})
-    with pytest.raises(ConfigError, match=r"optim.g.stable_steps.*\(10 \+ 90\).*\(100\)"):
-        from_dict(
-            {
-                "train": {"steps": 100},
-                "optim": {"g": {"schedule": "cosine", "warmup_steps": 10, "stable_steps": 90}},
-            }
-        )
-    ok = from_dict(
-        {"train": {"steps": 100}, "optim": {"g": {"schedule": "linear", "stable_steps": 99}}}
+    # A shortened run of a recipe (train.steps=300 to try it) keeps its constant phase: no error.
+    short = from_dict(
+        {"train": {"steps": 100}, "optim": {"g": {"schedule": "cosine", "stable_steps": 24000}}}
     )
-    assert ok.optim.g.stable_steps == 99
+    g = short.optim.g
+    assert [lr_factor(g.schedule, s, 100, 0, 0.0, g.stable_steps) for s in (0, 99)] == [1.0, 1.0]
