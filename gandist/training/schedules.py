@@ -10,8 +10,9 @@ steps, S stable steps, T = train.steps and r = min_lr_ratio:
 So lr holds for S steps after the warm-up (the "stable" phase of Transformers' warm-up / stable /
 decay schedule; CycleGAN's constant-then-linear-decay epochs), then decays towards r x lr, which
 it would reach at step T (the last step, T - 1, is just above). With S > 0 a run is step for step
-the constant-rate run until W + S, so the decay can be screened from that run's checkpoint;
-when W + S >= T (a recipe's run shortened with train.steps) the rate never decays.
+the constant-rate run until W + S (what that run measured up to there holds for it); when
+W + S >= T (a recipe's run shortened with train.steps) the rate never decays. A checkpoint saved
+without schedules still resumes only without them (checkpoint.check_resumable).
 
 Stepping: once per *training step* (one generator update after n_critic critic updates), for
 both networks, after the G update. The critic's n_critic updates of one training step share one
