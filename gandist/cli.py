@@ -295,13 +295,26 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def _leave_process_group() -> None:
-    """Destroy the process group a finished command joined (train, eval, sample, sefa under
-    torchrun all can). Left to interpreter exit, gloo's worker threads can still hold work
-    when Python tears down and the rank aborts ("terminate called without an active
-    exception") after its results are written. Only after success: a rank that failed may
-    leave the others inside a collective, where destroying would hang."""
+    """Wait for every rank, then destroy the process group a finished command joined (train,
+    eval, sample, sefa under torchrun all can).
+
+    Why the wait: a rank whose last collective just returned (rank 1 of `gandist eval
+    --rejection` returns right after a reduce while rank 0 still scores) can reach interpreter
+    teardown while a gloo worker thread is still releasing that collective's tensors; taking the
+    GIL then aborts the rank ("terminate called without an active exception") after its results
+    are written (seen in CI). Destroying is not enough on its own: once torch._dynamo has been
+    imported (torchmetrics imports it) the group outlives destroy_process_group and its worker
+    threads live on to teardown. The barrier returns only when every rank has finished its
+    collectives. Only after success: a rank that failed may leave the others inside a
+    collective, where a barrier or destroy would hang."""
     dist = sys.modules.get("torch.distributed")  # never imported: no group to leave
     if dist is not None and dist.is_available() and dist.is_initialized():
+        if dist.get_backend() == "nccl":  # NCCL's barrier wants this rank's GPU named
+            import torch
+
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
         dist.destroy_process_group()
 
 
