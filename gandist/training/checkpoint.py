@@ -236,18 +236,9 @@ def trainer_state(
     }
 
 
-def check_resumable(found: Path, schedules: bool, ema: bool) -> None:
-    """Refuse, naming the keys, a checkpoint saved with other training state than this run
-    keeps: accelerate only says its custom-checkpoint count differs, and a missing EMA file
-    would stop after the models were loaded."""
-    saved = any(found.glob("custom_checkpoint_*.pkl"))
-    if saved != schedules:
-        raise ValueError(
-            f"train.resume: {found} was saved {'with' if saved else 'without'} learning-rate "
-            f"schedules, this run has {'them' if schedules else 'none'} (optim.g.schedule / "
-            "optim.d.schedule / warmup_steps). Resume with the settings in the run's "
-            "config.yaml, or start a new run (train.init_from keeps the weights)"
-        )
+def check_resumable(found: Path, ema: bool) -> None:
+    """Refuse, naming the key, a checkpoint without the EMA generator this run keeps: the
+    missing file would otherwise stop the run after the models were loaded."""
     if ema and not (found / "ema_generator.safetensors").is_file():
         raise ValueError(
             f"train.resume: {found} has no EMA generator (the run trained with train.ema=false); "
@@ -255,13 +246,27 @@ def check_resumable(found: Path, schedules: bool, ema: bool) -> None:
         )
 
 
-def restore(
-    acc: Any, found: Path, stream: Any, ema: Any = None, schedules: bool = False
-) -> dict[str, Any]:
+class EarlierScheduleState:
+    """Takes the place of the learning-rate schedulers' state that checkpoints of earlier gandist
+    versions carry (custom_checkpoint_0.pkl): accelerate loads a checkpoint only with as many
+    registered objects as it holds such files. The state is set aside, since the rates follow
+    from the step (training/schedules.py); the run's later checkpoints keep the file, empty."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def restore(acc: Any, found: Path, stream: Any, ema: Any = None) -> dict[str, Any]:
     """Load a checkpoint into the prepared objects (accelerate's state: models, optimizers,
-    scaler, schedules, RNGs), the data stream's position and the EMA generator; returns its
-    trainer_state.json (step, images seen, skipped fp16 steps, W&B run id)."""
-    check_resumable(found, schedules, ema is not None)
+    scaler, RNGs), the data stream's position and the EMA generator; returns its
+    trainer_state.json (step, images seen, skipped fp16 steps, W&B run id). The learning rates
+    are the caller's to set for the step (schedules.set_rates_at)."""
+    check_resumable(found, ema is not None)
+    for _ in found.glob("custom_checkpoint_*.pkl"):  # gandist registers nothing else
+        acc.register_for_checkpointing(EarlierScheduleState())
     acc.load_state(str(found))
     state = read_trainer_state(found)
     stream.load_state_dict(state["data"])

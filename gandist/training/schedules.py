@@ -11,8 +11,7 @@ So lr holds for S steps after the warm-up (the "stable" phase of Transformers' w
 decay schedule; CycleGAN's constant-then-linear-decay epochs), then decays towards r x lr, which
 it would reach at step T (the last step, T - 1, is just above). With S > 0 a run is step for step
 the constant-rate run until W + S (what that run measured up to there holds for it); when
-W + S >= T (a recipe's run shortened with train.steps) the rate never decays. A checkpoint saved
-without schedules still resumes only without them (checkpoint.check_resumable).
+W + S >= T (a recipe's run shortened with train.steps) the rate never decays.
 
 Stepping: once per *training step* (one generator update after n_critic critic updates), for
 both networks, after the G update. The critic's n_critic updates of one training step share one
@@ -20,18 +19,23 @@ learning rate, so a schedule means the same for every n_critic, and the schedule
 is the trainer's step: resuming at step s restores exactly lr(s). A step the fp16 GradScaler
 skipped still advances the schedule (it is a function of the step, not of the updates made).
 
-Saving: torch's LambdaLR, whose state_dict (step count, base learning rates) travels in the
-checkpoint through `accelerator.register_for_checkpointing` (custom_checkpoint_0.pkl). Not
-through `accelerator.prepare`: its AcceleratedScheduler steps a scheduler num_processes times per
-call (it assumes the per-process batch is fixed and the global batch grows with processes), so a
-2-process run would decay twice as fast. Schedules are registered only when one is set (not
-constant, or with warm-up), so checkpoints of runs without schedules stay as they were.
+Saving: nothing. The factor is a function of the step and the config, so a resumed run
+rebuilds its rates from the checkpoint's step (`set_rates_at`): every network's lr becomes
+optim.<net>.lr x factor(step) under the config it resumes with. Resuming with the settings a run
+was saved with continues it bit for bit; resuming with others applies them from that step on: a
+constant-rate run resumed with `schedule: linear, stable_steps: <its step or more>` continues
+step for step as if it had had the schedule from the start, and a changed train.steps or lr
+reshapes the rest. Checkpoints of earlier gandist versions carry the schedulers' state
+(custom_checkpoint_0.pkl); it is read and set aside (checkpoint.restore).
+
+Not through `accelerator.prepare`: its AcceleratedScheduler steps a scheduler num_processes times
+per call (it assumes the per-process batch is fixed and the global batch grows with processes),
+so a 2-process run would decay twice as fast.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from accelerate.optimizer import AcceleratedOptimizer
@@ -69,13 +73,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimizerConfig, tota
     optimizer's lr to the step-0 value (0 with warm-up). An accelerate-wrapped optimizer is
     scheduled through the torch optimizer inside it (the one the steps call; they share
     param_groups)."""
-    if isinstance(optimizer, AcceleratedOptimizer):
-        optimizer = optimizer.optimizer
+    optimizer = _torch_optimizer(optimizer)
     kind, warmup, ratio, stable = cfg.schedule, cfg.warmup_steps, cfg.min_lr_ratio, cfg.stable_steps
     lr_factor(kind, 0, total, warmup, ratio, stable)  # fail now on an unknown kind
 
-    # A plain function, not a callable object: LambdaLR's state_dict then holds only the step
-    # count and base rates, and a resumed run takes the schedule's shape from its config.
+    # The schedule's shape comes from the config every time (a resumed run: set_rates_at).
     def factor(step: int) -> float:
         return lr_factor(kind, step, total, warmup, ratio, stable)
 
@@ -83,8 +85,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimizerConfig, tota
 
 
 class LRSchedules:
-    """The G and D schedulers of a run, stepped together once per training step; one object
-    for accelerate's checkpointing (state_dict / load_state_dict)."""
+    """The G and D schedulers of a run, stepped together once per training step."""
 
     def __init__(self, schedulers: dict[str, LambdaLR]) -> None:
         self.schedulers = schedulers
@@ -93,18 +94,33 @@ class LRSchedules:
         for s in self.schedulers.values():
             s.step()
 
-    def state_dict(self) -> dict[str, Any]:
-        return {name: s.state_dict() for name, s in self.schedulers.items()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if set(state) != set(self.schedulers):
-            raise ValueError(
-                f"the checkpoint's learning-rate schedules are for {sorted(state)}, this run "
-                f"schedules {sorted(self.schedulers)}: keep optim.g/d.schedule and warmup_steps "
-                "as they were when resuming"
-            )
-        for name, s in self.schedulers.items():
-            s.load_state_dict(state[name])
+def _torch_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """The torch optimizer an accelerate-wrapped one steps (they share param_groups)."""
+    return optimizer.optimizer if isinstance(optimizer, AcceleratedOptimizer) else optimizer
+
+
+def set_rates_at(
+    step: int,
+    optimizers: dict[str, torch.optim.Optimizer],
+    cfgs: dict[str, OptimizerConfig],
+    total: int,
+    schedules: LRSchedules | None,
+) -> None:
+    """Put every network at training step `step` of the schedule `cfgs` describe: its lr to
+    cfg.lr x factor(step), its scheduler (if any) to that step. Called after a checkpoint is
+    loaded, whose optimizer state holds the rate the saved run last used (see above)."""
+    scheduled = schedules.schedulers if schedules is not None else {}
+    for name, optimizer in optimizers.items():
+        c = cfgs[name]
+        f = lr_factor(c.schedule, step, total, c.warmup_steps, c.min_lr_ratio, c.stable_steps)
+        groups = _torch_optimizer(optimizer).param_groups
+        for g in groups:
+            g["lr"] = c.lr * f  # LambdaLR's own formula: base_lr * factor(step)
+        if name in scheduled:
+            sched = scheduled[name]
+            sched.base_lrs = [c.lr for _ in groups]
+            sched.last_epoch = step  # its next step() computes step + 1's rate
 
 
 def build_schedules(

@@ -55,7 +55,7 @@ from gandist.training.networks import (
 from gandist.training.optimizers import build_optimizer
 from gandist.training.preemption import StopRequest
 from gandist.training.samples import Scorer, fixed_inputs, render_samples
-from gandist.training.schedules import build_schedules
+from gandist.training.schedules import build_schedules, set_rates_at
 from gandist.training.step_inputs import StepInputs
 from gandist.training.steps import discriminator_step, generator_step
 
@@ -121,8 +121,7 @@ class Trainer:
             self.init_from.load_ema(self.ema)
 
         # Techniques (issue #14): whole packs on every rank, augmentation for images only, and
-        # learning-rate schedules that checkpoints carry (registered, not prepared: see
-        # training/schedules.py). Before the checkpoint is loaded, which restores them.
+        # learning-rate schedules (stepped here, not prepared: see training/schedules.py).
         check_pack_batch(cfg.model.pack, t.batch_size, acc.num_processes)
         check_pair_batch(cfg.loss.mode_seeking, t.batch_size, acc.num_processes)
         check_data(self.parts.augment, self.info.kind)
@@ -131,8 +130,6 @@ class Trainer:
             {"g": cfg.optim.g, "d": cfg.optim.d},
             t.steps,
         )
-        if self.schedules is not None:
-            acc.register_for_checkpointing(self.schedules)
         self.lr_used = self._learning_rates()  # what the last step ran with (logged as lr/*)
 
         # Per-step state.
@@ -188,10 +185,15 @@ class Trainer:
         )
         if found is None:
             return None
-        state = ckpt.restore(
-            self.acc, found, self.stream, self.ema, schedules=self.schedules is not None
-        )
+        state = ckpt.restore(self.acc, found, self.stream, self.ema)
         self.step = int(state["step"])
+        set_rates_at(
+            self.step,
+            {"g": self.parts.opt_g, "d": self.parts.opt_d},
+            {"g": self.cfg.optim.g, "d": self.cfg.optim.d},
+            self.cfg.train.steps,
+            self.schedules,
+        )
         self.images_seen = int(state.get("images_seen", 0))
         self.skipped = dict(state.get("amp_skipped_steps", self.skipped))
         self.run_id = state.get("wandb_run_id", "")

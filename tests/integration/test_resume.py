@@ -6,7 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
+
 from tests.integration.conftest import max_diff, metrics, run_gandist, train_args, weights
+
+OLD_SCHEDULES = "custom_checkpoint_0.pkl"  # LambdaLR states, as gandist saved them until 2026-11
 
 
 def test_resume_auto_matches_uninterrupted(workdir: Path) -> None:
@@ -60,25 +64,39 @@ def test_resume_auto_matches_uninterrupted(workdir: Path) -> None:
     steps = [m["step"] for m in metrics(run)]
     assert steps == [1, 2, 3, 4, 5, 6]  # nothing logged twice, nothing dropped
 
-    # Resumed with a learning-rate schedule the run did not have: refused by key, not by
-    # accelerate's custom-checkpoint count, and the checkpoint is left as it was.
-    before = sorted(p.name for p in (run / "checkpoints" / "step_2").iterdir())
+    # Resumed with a learning-rate schedule the run did not have: the rates follow from the
+    # step under the new config. Held for 2 steps, a linear / cosine decay is step for step the
+    # constant run until there, so the resumed run equals one scheduled from the start. The
+    # checkpoint also carries the scheduler file earlier gandist versions wrote: set aside.
+    sched = ["optim.g.schedule=linear", "optim.d.schedule=cosine"]
+    sched += ["optim.g.stable_steps=2", "optim.d.stable_steps=2", "train.steps=6"]
+    run_gandist(
+        train_args("dcgan_digits.yaml", *common, *sched, "train.run_name=scheduled"), workdir
+    )
+    extended = workdir / "runs" / "extended" / "checkpoints" / "step_2"
+    shutil.copytree(run / "checkpoints" / "step_2", extended)
+    torch.save({"g": {"last_epoch": 2}, "d": {"last_epoch": 2}}, extended / OLD_SCHEDULES)
     proc = run_gandist(
         train_args(
             "dcgan_digits.yaml",
             *common,
-            "train.steps=6",
-            "train.run_name=resumed",
-            "train.resume=" + str(run / "checkpoints" / "step_2"),
-            "optim.g.schedule=cosine",
+            *sched,
+            "train.run_name=extended",
+            f"train.resume={extended}",
         ),
         workdir,
-        check=False,
     )
-    assert proc.returncode != 0
-    assert "saved without learning-rate schedules" in proc.stderr
-    assert "optim.g.schedule" in proc.stderr and "Traceback" not in proc.stderr
-    assert sorted(p.name for p in (run / "checkpoints" / "step_2").iterdir()) == before
+    assert f"resumed from {extended} at step 2" in proc.stdout
+    a = workdir / "runs" / "scheduled" / "checkpoints" / "step_6"
+    b = workdir / "runs" / "extended" / "checkpoints" / "step_6"
+    for stem in ("generator", "discriminator", "ema_generator"):
+        assert max_diff(weights(a, stem), weights(b, stem)) == 0.0, stem
+    lr = {m["step"]: (m["lr/g"], m["lr/d"]) for m in metrics(workdir / "runs" / "scheduled")}
+    assert lr[3][0] == lr[2][0] > lr[4][0] > lr[6][0]  # held, then decaying
+    assert [(m["lr/g"], m["lr/d"]) for m in metrics(workdir / "runs" / "extended")] == [
+        lr[s] for s in (3, 4, 5, 6)
+    ]
+    assert (b / OLD_SCHEDULES).is_file()  # kept, so this run's checkpoints resume the same way
 
 
 def test_fresh_run_never_overwrites(workdir: Path) -> None:
