@@ -55,7 +55,7 @@ from gandist.training.networks import (
 from gandist.training.optimizers import build_optimizer
 from gandist.training.preemption import StopRequest
 from gandist.training.samples import Scorer, fixed_inputs, render_samples
-from gandist.training.schedules import build_schedules, set_rates_at
+from gandist.training.schedules import set_rates_at
 from gandist.training.step_inputs import StepInputs
 from gandist.training.steps import discriminator_step, generator_step
 
@@ -121,15 +121,11 @@ class Trainer:
             self.init_from.load_ema(self.ema)
 
         # Techniques (issue #14): whole packs on every rank, augmentation for images only, and
-        # learning-rate schedules (stepped here, not prepared: see training/schedules.py).
+        # learning-rate schedules (the rate of each step, set here: training/schedules.py).
         check_pack_batch(cfg.model.pack, t.batch_size, acc.num_processes)
         check_pair_batch(cfg.loss.mode_seeking, t.batch_size, acc.num_processes)
         check_data(self.parts.augment, self.info.kind)
-        self.schedules = build_schedules(
-            {"g": self.parts.opt_g, "d": self.parts.opt_d},
-            {"g": cfg.optim.g, "d": cfg.optim.d},
-            t.steps,
-        )
+        self._set_rates(0)
         self.lr_used = self._learning_rates()  # what the last step ran with (logged as lr/*)
 
         # Per-step state.
@@ -187,13 +183,7 @@ class Trainer:
             return None
         state = ckpt.restore(self.acc, found, self.stream, self.ema)
         self.step = int(state["step"])
-        set_rates_at(
-            self.step,
-            {"g": self.parts.opt_g, "d": self.parts.opt_d},
-            {"g": self.cfg.optim.g, "d": self.cfg.optim.d},
-            self.cfg.train.steps,
-            self.schedules,
-        )
+        self._set_rates(self.step)
         self.images_seen = int(state.get("images_seen", 0))
         self.skipped = dict(state.get("amp_skipped_steps", self.skipped))
         self.run_id = state.get("wandb_run_id", "")
@@ -233,8 +223,7 @@ class Trainer:
             self.ema.update_parameters(self.parts.G_plain)
         # The learning rates this step ran with (logged), then the next step's (schedules.py).
         self.lr_used = self._learning_rates()
-        if self.schedules is not None:
-            self.schedules.step()
+        self._set_rates(s + 1)
         self.step += 1
         self.images_seen += t.batch_size * t.n_critic
         return metrics
@@ -369,6 +358,15 @@ class Trainer:
             self.lr_used,
             self.acc.scaler,
             self.skipped,
+        )
+
+    def _set_rates(self, step: int) -> None:
+        """Both networks' learning rates for `step` (training/schedules.py)."""
+        set_rates_at(
+            step,
+            {"g": self.parts.opt_g, "d": self.parts.opt_d},
+            {"g": self.cfg.optim.g, "d": self.cfg.optim.d},
+            self.cfg.train.steps,
         )
 
     def _learning_rates(self) -> tuple[float, float]:

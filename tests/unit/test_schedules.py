@@ -9,14 +9,7 @@ import pytest
 import torch
 
 from gandist.config import ConfigError, OptimizerConfig, from_dict
-from gandist.training.schedules import (
-    LRSchedules,
-    build_scheduler,
-    build_schedules,
-    is_scheduled,
-    lr_factor,
-    set_rates_at,
-)
+from gandist.training.schedules import lr_factor, set_rates_at
 
 T = 100
 
@@ -86,14 +79,21 @@ def lr_of(o: torch.optim.Optimizer) -> float:
     return o.param_groups[0]["lr"]
 
 
+def run_lrs(opts, cfgs, total: int, steps: range) -> list[dict[str, float]]:
+    """The rates each step runs with, set and stepped as the trainer does."""
+    lrs = []
+    for step in steps:
+        set_rates_at(step, opts, cfgs, total)
+        lrs.append({k: lr_of(o) for k, o in opts.items()})
+        for o in opts.values():
+            o.step()
+    return lrs
+
+
 def test_scheduler_sets_the_learning_rate_of_each_step() -> None:
     o = opt(0.1)
-    s = build_scheduler(o, OptimizerConfig(schedule="cosine", warmup_steps=4), 20)
-    seen = []
-    for _ in range(20):
-        seen.append(lr_of(o))
-        o.step()
-        s.step()
+    cfg = OptimizerConfig(lr=0.1, schedule="cosine", warmup_steps=4)
+    seen = [r["g"] for r in run_lrs({"g": o}, {"g": cfg}, 20, range(20))]
     assert seen == pytest.approx([0.1 * lr_factor("cosine", i, 20, 4) for i in range(20)])
     assert seen[0] == 0.0 and seen[4] == pytest.approx(0.1)
 
@@ -101,48 +101,25 @@ def test_scheduler_sets_the_learning_rate_of_each_step() -> None:
 def test_a_stable_phase_is_the_constant_run_until_the_decay() -> None:
     """The point of stable_steps: the learning rates a decaying run steps through are those of
     the constant run until warm-up + stable, so its checkpoint there is the constant run's."""
-    const, wsd = opt(0.1), opt(0.1)
-    s_const = build_scheduler(const, OptimizerConfig(warmup_steps=5), T)
-    s_wsd = build_scheduler(
-        wsd, OptimizerConfig(schedule="linear", warmup_steps=5, stable_steps=55), T
-    )
-    seen = []
-    for _ in range(T):
-        seen.append((lr_of(const), lr_of(wsd)))
-        const.step()
-        wsd.step()
-        s_const.step()
-        s_wsd.step()
+    const = OptimizerConfig(lr=0.1, warmup_steps=5)
+    wsd = OptimizerConfig(lr=0.1, schedule="linear", warmup_steps=5, stable_steps=55)
+    lrs = run_lrs({"c": opt(0.1), "w": opt(0.1)}, {"c": const, "w": wsd}, T, range(T))
+    seen = [(r["c"], r["w"]) for r in lrs]
     assert [c for c, _ in seen[:60]] == [w for _, w in seen[:60]]
     assert seen[61][1] < seen[61][0] and seen[T - 1][1] == pytest.approx(0.1 / 40)
-
-
-def run_lrs(opts, cfgs, schedules, steps: range) -> list[dict[str, float]]:
-    """The rates each step runs with, stepping optimizers and schedules as the trainer does."""
-    lrs = []
-    for _ in steps:
-        lrs.append({k: lr_of(o) for k, o in opts.items()})
-        for o in opts.values():
-            o.step()
-        if schedules is not None:
-            schedules.step()
-    return lrs
 
 
 def test_resuming_at_a_step_continues_exactly() -> None:
     cfgs = {"g": OptimizerConfig(lr=0.2, schedule="linear", warmup_steps=3, min_lr_ratio=0.1)}
     cfgs["d"] = OptimizerConfig(schedule="cosine", lr=1e-3)
-    opts = {"g": opt(0.2), "d": opt(1e-3)}
-    straight = run_lrs(opts, cfgs, build_schedules(opts, cfgs, 30), range(30))
+    straight = run_lrs({"g": opt(0.2), "d": opt(1e-3)}, cfgs, 30, range(30))
     # a new process: the checkpoint's optimizer state (its last rate), then the step
     saved = {"g": opt(0.2), "d": opt(1e-3)}
-    run_lrs(saved, cfgs, build_schedules(saved, cfgs, 30), range(11))
+    run_lrs(saved, cfgs, 30, range(11))
     opts2 = {"g": opt(0.2), "d": opt(1e-3)}
-    resumed = build_schedules(opts2, cfgs, 30)
     for k, o in opts2.items():
         o.load_state_dict(saved[k].state_dict())
-    set_rates_at(11, opts2, cfgs, 30, resumed)
-    assert run_lrs(opts2, cfgs, resumed, range(11, 30)) == straight[11:]  # bit for bit
+    assert run_lrs(opts2, cfgs, 30, range(11, 30)) == straight[11:]  # bit for bit
 
 
 def test_a_constant_run_resumed_with_a_decay_continues_as_if_scheduled() -> None:
@@ -150,31 +127,24 @@ def test_a_constant_run_resumed_with_a_decay_continues_as_if_scheduled() -> None
     wsd = {
         k: OptimizerConfig(lr=c.lr, schedule="linear", stable_steps=20) for k, c in const.items()
     }
-    opts = {"g": opt(0.2), "d": opt(0.1)}
-    straight = run_lrs(opts, wsd, build_schedules(opts, wsd, 40), range(40))
+    straight = run_lrs({"g": opt(0.2), "d": opt(0.1)}, wsd, 40, range(40))
     saved = {"g": opt(0.2), "d": opt(0.1)}
-    assert build_schedules(saved, const, 40) is None
-    run_lrs(saved, const, None, range(15))  # a constant run, checkpointed at step 15
+    run_lrs(saved, const, 40, range(15))  # a constant run, checkpointed at step 15
     opts2 = {"g": opt(0.2), "d": opt(0.1)}
-    resumed = build_schedules(opts2, wsd, 40)
     for k, o in opts2.items():
         o.load_state_dict(saved[k].state_dict())
-    set_rates_at(15, opts2, wsd, 40, resumed)
-    assert run_lrs(opts2, wsd, resumed, range(15, 40)) == straight[15:]
+    assert run_lrs(opts2, wsd, 40, range(15, 40)) == straight[15:]
     # and back: a scheduled run's checkpoint (its rate decayed) resumed at constant rates
-    set_rates_at(30, opts2, const, 40, None)
+    set_rates_at(30, opts2, const, 40)
     assert {k: lr_of(o) for k, o in opts2.items()} == {"g": 0.2, "d": 0.1}
 
 
-def test_only_scheduled_networks_get_a_scheduler() -> None:
-    assert not is_scheduled(OptimizerConfig())
-    assert is_scheduled(OptimizerConfig(warmup_steps=1))
-    plain = {"g": OptimizerConfig(), "d": OptimizerConfig()}
-    assert build_schedules({"g": opt(), "d": opt()}, plain, 10) is None
-    one = build_schedules(
-        {"g": opt(), "d": opt()}, {**plain, "d": OptimizerConfig(schedule="linear")}, 10
-    )
-    assert isinstance(one, LRSchedules) and set(one.schedulers) == {"d"}
+def test_a_constant_network_keeps_its_rate_exactly() -> None:
+    """Without a schedule or warm-up the rate is optim.<net>.lr itself at every step."""
+    cfgs = {"g": OptimizerConfig(lr=3e-4), "d": OptimizerConfig(lr=3e-4, schedule="linear")}
+    lrs = run_lrs({"g": opt(), "d": opt()}, cfgs, 10, range(10))
+    assert [r["g"] for r in lrs] == [3e-4] * 10
+    assert lrs[-1]["d"] < 3e-4
 
 
 def test_config_keys() -> None:
