@@ -211,6 +211,10 @@ class TrainConfig:
     # D and G steps: a comma list of translation, cutout, color; "" (default): off.
     # See gandist/objectives/augment.py.
     augment: str = ""
+    # What the ACGAN classifier learns from and judges G by: "same" (default): the view the
+    # real/fake score sees; else a subset of train.augment's ops ("" for clean images), with the
+    # same per-sample draws. Costs one more D forward in each step. See objectives/augment.py.
+    augment_aux: str = "same"
 
 
 @dataclass

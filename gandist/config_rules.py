@@ -200,9 +200,20 @@ def _validate_techniques(cfg: Config, origin: str) -> None:
                 "of the batch must be whole packs; set train.batch_size to a multiple of "
                 "model.pack x processes",
             )
-    from gandist.objectives.augment import parse_policy  # torch: loaded on use, as registries
+    from gandist.objectives.augment import aux_policy, parse_policy  # torch: loaded on use
 
     try:
-        parse_policy(t.augment)
+        policy = parse_policy(t.augment)
     except ValueError as exc:
         raise fail(origin, "train.augment", str(exc).split(": ", 1)[1]) from None
+    try:
+        view = aux_policy(t.augment_aux, policy)
+    except ValueError as exc:
+        raise fail(origin, "train.augment_aux", str(exc).split(": ", 1)[1]) from None
+    if view is not None and m.condition != "acgan":
+        raise fail(
+            origin,
+            "train.augment_aux",
+            f"{t.augment_aux!r} is a view for the ACGAN classifier, but model.condition is "
+            f"{m.condition!r}; set model.condition: acgan or train.augment_aux: same",
+        )

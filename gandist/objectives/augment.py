@@ -16,6 +16,12 @@ leak into the generator's samples. This is the paper's recipe for small data set
 The ranges are the reference code's (github.com/mit-han-lab/data-efficient-gans); this module is
 our own implementation.
 
+`train.augment_aux` gives the ACGAN classifier a view of its own: a subset of those ops, with
+the same per-sample draws (an image's shift is the one the real/fake score saw, only the ops
+left out are skipped). Cutout blanks a quarter of the image, often a whole object, while the
+classifier is still asked for its label; trained without it, D's body and classifier read real
+scenes better (docs/experiments.md, "Classifier weight 40"). The default "same" keeps one view.
+
 Randomness (docs/distributed-correctness.md §6): every op takes its random parameters as tensors,
 one U[0, 1) draw per sample per parameter (`draw_params`). The trainer takes them from the global
 batch's counter-based noise, like z and epsilon, so sample i's augmentation depends on (seed,
@@ -61,6 +67,28 @@ def parse_policy(text: str, key: str = "train.augment") -> tuple[str, ...]:
     if len(set(ops)) != len(ops):
         raise ValueError(f"{key}: {text!r} names an augmentation twice")
     return ops
+
+
+def aux_policy(text: str, policy: tuple[str, ...]) -> tuple[str, ...] | None:
+    """train.augment_aux -> the ops of the classifier's view, in train.augment's order, or None
+    when it is the real/fake score's own view ("same", or the same ops: no second forward).
+
+    Ops outside `policy` are a ValueError naming both keys: the view reuses train.augment's
+    per-sample draws, so it can only leave ops out.
+    """
+    if text.strip() == "same":
+        return None
+    ops = parse_policy(text, key="train.augment_aux")
+    extra = [op for op in ops if op not in policy]
+    if extra:
+        raise ValueError(
+            f"train.augment_aux: {', '.join(extra)} not in train.augment "
+            f"({','.join(policy) or 'empty'}); the classifier's view reuses train.augment's "
+            "draws and can only leave ops out: add it to train.augment, or set "
+            'train.augment_aux to a subset of it ("" for clean images, "same" for one view)'
+        )
+    view = tuple(op for op in policy if op in ops)
+    return None if view == policy else view
 
 
 def check_data(policy: tuple[str, ...], kind: str) -> None:

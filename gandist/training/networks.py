@@ -13,7 +13,7 @@ from torch import nn
 from gandist.config import Config
 from gandist.data.base import DatasetInfo
 from gandist.models import build_discriminator, build_generator
-from gandist.objectives.augment import parse_policy
+from gandist.objectives.augment import aux_policy, parse_policy
 from gandist.objectives.losses import LOSSES
 from gandist.seeds import derive_seed
 from gandist.training.init_from import InitFrom, init_networks
@@ -73,6 +73,7 @@ def distribute(
         # torch renamed DDP's broadcast_buffers; accelerate still passes the old name.
         warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
         G, D, opt_g, opt_d = acc.prepare(G, D, opt_g, opt_d)
+    policy = parse_policy(cfg.train.augment)
     return GANParts(
         accelerator=acc,
         G=G,
@@ -83,6 +84,7 @@ def distribute(
         loss_cfg=cfg.loss,
         label_type=info.label_type if cfg.model.condition != "none" else "none",
         pack=cfg.model.pack,
-        augment=parse_policy(cfg.train.augment),
+        augment=policy,
+        augment_aux=aux_policy(cfg.train.augment_aux, policy),
         twin=cfg.model.aux_twin,
     )

@@ -43,6 +43,9 @@ class GANParts:
     # needs it for its per-pack norm) and the DiffAugment ops (train.augment, parsed).
     pack: int = 1
     augment: tuple[str, ...] = ()
+    # train.augment_aux: the ACGAN classifier's own view (a subset of `augment`, same draws);
+    # None: it reads the real/fake score's view, in the same forward.
+    augment_aux: tuple[str, ...] | None = None
     # TAC-GAN (model.aux_twin): D's aux logits end with a twin classifier's.
     twin: bool = False
     # Derived once here, not per step (see __post_init__).
@@ -126,6 +129,16 @@ def _cond(parts: GANParts, y: torch.Tensor) -> torch.Tensor | None:
     return None if parts.label_type == "none" else y
 
 
+def _aux_view(
+    parts: GANParts, x: torch.Tensor, cond: torch.Tensor | None, params: Params | None
+) -> torch.Tensor:
+    """D's classifier logits on train.augment_aux's view of x: a second forward through the
+    same (wrapped) D, whose real/fake score is not used; the draws are the batch's own."""
+    assert parts.augment_aux is not None
+    _, aux = parts.D(augment(x, parts.augment_aux, params), cond)
+    return aux
+
+
 def discriminator_step(
     parts: GANParts,
     real: torch.Tensor,
@@ -151,6 +164,10 @@ def discriminator_step(
         fake = parts.G(z, cond)
     real_out, real_aux = D(augment(real, parts.augment, aug_real), cond)
     fake_out, fake_aux = D(augment(fake, parts.augment, aug_fake), cond)
+    if parts.augment_aux is not None and real_aux is not None:  # the classifier's own view
+        real_aux = _aux_view(parts, real, cond, aug_real)
+        if lc.aux_fake or parts.twin:
+            fake_aux = _aux_view(parts, fake, cond, aug_fake)
     real_out, fake_out = _at_least_fp32(real_out), _at_least_fp32(fake_out)
     loss = parts.loss.d(real_out, fake_out)
     metrics: dict[str, torch.Tensor] = {}
@@ -211,6 +228,8 @@ def generator_step(
         with acc.no_sync(D) if parts.ddp else contextlib.nullcontext():
             fake = parts.G(z, cond)
             fake_out, fake_aux = D(augment(fake, parts.augment, aug), cond)
+            if parts.augment_aux is not None and fake_aux is not None:
+                fake_aux = _aux_view(parts, fake, cond, aug)
             loss = parts.loss.g(_at_least_fp32(fake_out))
             metrics = {"g/loss_adv": loss.detach()} if track else {}
             if fake_aux is not None:

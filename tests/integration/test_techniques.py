@@ -4,8 +4,8 @@ and learning-rate schedules (optim.*.schedule) together.
 - A run stopped at a random step and resumed with train.resume=auto ends bit for bit where the
   uninterrupted run ends, and logs the same learning rates at every step (float32, 1 process).
 - 1 and 2 processes (gloo, float64) train to the same G and D within 1e-10, for GP and R1, with
-  and without conditioning, and for the ACGAN critic's twin and projection terms
-  (tests/integration/techniques_worlds.py).
+  and without conditioning, and for the ACGAN critic's twin and projection terms and its
+  classifier's own view (train.augment_aux; tests/integration/techniques_worlds.py).
 """
 
 from __future__ import annotations

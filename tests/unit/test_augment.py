@@ -9,6 +9,7 @@ import torch
 from gandist.objectives.augment import (
     OPS,
     augment,
+    aux_policy,
     brightness,
     contrast,
     cut,
@@ -64,6 +65,53 @@ def test_config_validates_the_policy() -> None:
     assert from_dict({"train": {"augment": "translation,color"}}).train.augment
     with pytest.raises(ConfigError, match="train.augment.*did you mean 'cutout'"):
         from_dict({"train": {"augment": "cutuot"}})
+
+
+def test_aux_view_is_a_subset_in_the_policys_order() -> None:
+    """train.augment_aux: "same" or the same ops -> None (one view, no second forward); a
+    subset keeps train.augment's order (color before translation changes the image)."""
+    assert aux_policy("same", ALL) is None
+    assert aux_policy(" same ", ()) is None
+    assert aux_policy("cutout,translation,color", ALL) is None
+    assert aux_policy("", ALL) == ()
+    assert aux_policy("cutout,translation", ("color", "translation", "cutout")) == (
+        "translation",
+        "cutout",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "policy", "needle"),
+    [
+        ("color", ("translation", "cutout"), r"color not in train.augment \(translation,cutout\)"),
+        ("translation", (), r"translation not in train.augment \(empty\)"),
+        ("cutuot", ALL, "train.augment_aux: unknown augmentation 'cutuot'; did you mean 'cutout'"),
+    ],
+)
+def test_aux_view_outside_the_policy_names_both_keys(text, policy, needle) -> None:
+    with pytest.raises(ValueError, match=needle) as err:
+        aux_policy(text, policy)
+    assert "train.augment_aux" in str(err.value)
+
+
+def test_config_validates_the_aux_view() -> None:
+    from gandist.config import ConfigError, from_dict
+
+    acgan = {"model": {"condition": "acgan"}}
+    cfg = from_dict({**acgan, "train": {"augment": "translation,cutout", "augment_aux": ""}})
+    assert cfg.train.augment_aux == ""
+    assert from_dict({}).train.augment_aux == "same"  # the default: one view
+    with pytest.raises(ConfigError, match="train.augment_aux.*color not in train.augment"):
+        from_dict({**acgan, "train": {"augment": "translation", "augment_aux": "color"}})
+    with pytest.raises(ConfigError, match="train.augment_aux.*model.condition: acgan"):
+        from_dict(
+            {
+                "model": {"condition": "concat"},
+                "train": {"augment": "translation", "augment_aux": ""},
+            }
+        )
+    # the same ops as train.augment is one view: fine for any condition
+    from_dict({"train": {"augment": "translation", "augment_aux": "translation"}})
 
 
 # ---------------------------------------------------------------- off, shapes, gradients

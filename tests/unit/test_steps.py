@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from gandist.config import LossConfig, ModelConfig
 from gandist.data.base import DatasetInfo
 from gandist.models import build_discriminator, build_generator
+from gandist.objectives.augment import augment, param_names
 from gandist.objectives.losses import LOSSES, AdversarialLoss
 from gandist.objectives.mode_seeking import mode_seeking_loss, paired_conditions
 from gandist.training.steps import GANParts, discriminator_step, generator_step
@@ -37,6 +38,8 @@ def make_parts(
     lr: float = 2e-4,
     dtype: torch.dtype = torch.float64,
     aux_twin: bool = False,
+    augment: tuple[str, ...] = (),
+    augment_aux: tuple[str, ...] | None = None,
     **loss_kw: float | bool,
 ) -> GANParts:
     """G and D (no BatchNorm) with Adam, prepared by `acc` and wrapped like Trainer does."""
@@ -60,7 +63,19 @@ def make_parts(
     G, D, opt_g, opt_d = acc.prepare(G, D, opt_g, opt_d)
     loss_cfg = LossConfig(adversarial=adversarial, penalty=penalty, **loss_kw)
     loss = LOSSES.get(adversarial)
-    return GANParts(acc, G, D, opt_g, opt_d, loss, loss_cfg, labels, twin=aux_twin)
+    return GANParts(
+        acc,
+        G,
+        D,
+        opt_g,
+        opt_d,
+        loss,
+        loss_cfg,
+        labels,
+        augment=augment,
+        augment_aux=augment_aux,
+        twin=aux_twin,
+    )
 
 
 def batch(dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -237,6 +252,52 @@ def test_twin_classifier_learns_the_fakes_labels_and_g_maximises_its_loss(
     plain = make_parts(acc, condition="acgan")
     assert "d/loss_twin" not in discriminator_step(plain, real, y, z, eps)
     assert "g/loss_twin" not in generator_step(plain, y, z)
+
+
+@pytest.mark.parametrize("view", [(), ("translation",)])
+def test_classifier_view_of_its_own(acc: Accelerator, view: tuple[str, ...]) -> None:
+    """train.augment_aux: the real/fake terms judge the translation+cutout views, the
+    classifier's terms (D's on the reals and, with aux_fake, the fakes; G's on its fakes) the
+    view without cutout, from the same draws; "same" (None) puts both on the full view."""
+    policy = ("translation", "cutout")
+    real, y, z, eps = batch()
+    g = torch.Generator().manual_seed(2)
+    names = param_names(policy)
+    draws = [{k: torch.rand(B, generator=g, dtype=torch.float64) for k in names} for _ in "rfg"]
+    aug_real, aug_fake, aug_g = draws
+    ce = torch.nn.functional.cross_entropy
+
+    def expected(parts: GANParts, aux_view: tuple[str, ...]) -> dict[str, float]:
+        with torch.no_grad():
+            fake = parts.G(z, y)
+            real_out, _ = parts.D(augment(real, policy, aug_real), y)
+            fake_out, _ = parts.D(augment(fake, policy, aug_fake), y)
+            _, real_aux = parts.D(augment(real, aux_view, aug_real), y)
+            _, fake_aux = parts.D(augment(fake, aux_view, aug_fake), y)
+        return {
+            "d/loss_adv": parts.loss.d(real_out, fake_out).item(),
+            "d/loss_aux": (ce(real_aux, y) + ce(fake_aux, y)).item(),
+        }
+
+    for aux_view, kw in ((view, {"augment_aux": view}), (policy, {})):
+        parts = make_parts(acc, condition="acgan", augment=policy, **kw)
+        want = expected(parts, aux_view)
+        md = discriminator_step(parts, real, y, z, eps, aug=(aug_real, aug_fake))
+        for key, value in want.items():
+            assert md[key].item() == pytest.approx(value, rel=1e-12), (aux_view, key)
+        with torch.no_grad():  # D after its step, as G's step sees it
+            fake = parts.G(z, y)
+            fake_out, _ = parts.D(augment(fake, policy, aug_g), y)
+            _, fake_aux = parts.D(augment(fake, aux_view, aug_g), y)
+        mg = generator_step(parts, y, z, aug=aug_g)
+        assert mg["g/loss_adv"].item() == pytest.approx(parts.loss.g(fake_out).item(), rel=1e-12)
+        assert mg["g/loss_aux"].item() == pytest.approx(ce(fake_aux, y).item(), rel=1e-12)
+    # the views differ, so the test can tell them apart
+    one = make_parts(acc, condition="acgan", augment=policy)
+    with torch.no_grad():
+        _, full = one.D(augment(real, policy, aug_real), y)
+        _, own = one.D(augment(real, view, aug_real), y)
+    assert not torch.allclose(full, own)
 
 
 def test_unconditional_logs_no_aux_loss(acc: Accelerator) -> None:
