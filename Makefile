@@ -35,8 +35,8 @@ demo: $(STAMP) $(DEMO_EVALUATOR)
 # default list, which they would make several times longer: EXPERIMENTS=toy2d_recipes (grid25
 # and ring8 over seeds 0-2, 6 runs, ~1 h on a 2-core CPU), EXPERIMENTS=digits_recipes (dcgan,
 # wgan_gp, gan_mlp, cgan, acgan on digits over seeds 0-2, 15 runs, ~2.5 h), EXPERIMENTS=
-# shapes_recipes (cdcgan_shapes_cpu over seeds 0-2 in bf16, ~2.6 h with THREADS=2 on a CPU with
-# bf16 arithmetic; elsewhere add ARGS=train.precision=no, ~4 h).
+# shapes_recipes (cdcgan_shapes_cpu over seeds 0-2 in bf16, ~2.3 h with THREADS=2 on a CPU with
+# bf16 arithmetic; elsewhere add ARGS=train.precision=no, ~2.5 h).
 EXPERIMENTS ?= toy2d_optimizers digits_losses faces64 conditional_shapes
 THREADS ?= 1
 SHAPES_EVALUATOR := data/evaluators/shapes-64px-nativec-n1000-seed0/evaluator.safetensors
