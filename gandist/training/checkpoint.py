@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
@@ -236,14 +237,38 @@ def trainer_state(
     }
 
 
-def check_resumable(found: Path, ema: bool) -> None:
-    """Refuse, naming the key, a checkpoint without the EMA generator this run keeps: the
-    missing file would otherwise stop the run after the models were loaded."""
+def saved_optimizer_names(found: Path) -> dict[str, str]:
+    """optim.<net>.name of the run a checkpoint was saved by (its config.yaml); {} without one."""
+    path = found / CONFIG
+    if not path.is_file():
+        return {}
+    optim = (yaml.safe_load(path.read_text()) or {}).get("optim") or {}
+    return {
+        net: str(sec["name"])
+        for net, sec in optim.items()
+        if isinstance(sec, dict) and "name" in sec
+    }
+
+
+def check_resumable(found: Path, ema: bool, optimizers: dict[str, str] | None = None) -> None:
+    """Refuse, naming the key, a checkpoint this run cannot continue: one without the EMA
+    generator this run keeps (the missing file would stop the run after the models were
+    loaded), or one whose optimizer for a network is another kind than `optimizers` (net ->
+    optim.<net>.name): torch would load Adam's moments into RMSprop's param groups and fail, or
+    start SGD's momentum afresh, at the first step."""
     if ema and not (found / "ema_generator.safetensors").is_file():
         raise ValueError(
             f"train.resume: {found} has no EMA generator (the run trained with train.ema=false); "
             "resume with train.ema=false, or start a new run from it with train.init_from"
         )
+    saved = saved_optimizer_names(found)
+    for net, name in (optimizers or {}).items():
+        if saved.get(net, name) != name:
+            raise ValueError(
+                f"train.resume: {found} was saved with optim.{net}.name={saved[net]}, this run "
+                f"has optim.{net}.name={name}; resume with optim.{net}.name={saved[net]}, or "
+                "start a new run from its weights with train.init_from"
+            )
 
 
 class EarlierScheduleState:
@@ -259,12 +284,20 @@ class EarlierScheduleState:
         pass
 
 
-def restore(acc: Any, found: Path, stream: Any, ema: Any = None) -> dict[str, Any]:
+def restore(
+    acc: Any,
+    found: Path,
+    stream: Any,
+    ema: Any = None,
+    optimizers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Load a checkpoint into the prepared objects (accelerate's state: models, optimizers,
     scaler, RNGs), the data stream's position and the EMA generator; returns its
-    trainer_state.json (step, images seen, skipped fp16 steps, W&B run id). The learning rates
-    are the caller's to set for the step (schedules.set_rates_at)."""
-    check_resumable(found, ema is not None)
+    trainer_state.json (step, images seen, skipped fp16 steps, W&B run id). `optimizers` (net ->
+    optim.<net>.name) must match the checkpoint's. The learning rates and the other
+    hyper-parameters are the caller's to set (schedules.set_rates_at, optimizers.apply_settings):
+    the loaded param groups hold the saved ones."""
+    check_resumable(found, ema is not None, optimizers)
     for _ in found.glob("custom_checkpoint_*.pkl"):  # gandist registers nothing else
         acc.register_for_checkpointing(EarlierScheduleState())
     acc.load_state(str(found))

@@ -52,7 +52,7 @@ from gandist.training.networks import (
     reseed_for_rank,
     uses_channels_last,
 )
-from gandist.training.optimizers import build_optimizer
+from gandist.training.optimizers import apply_settings, build_optimizer
 from gandist.training.preemption import StopRequest
 from gandist.training.samples import Scorer, fixed_inputs, render_samples
 from gandist.training.schedules import set_rates_at
@@ -172,6 +172,7 @@ class Trainer:
         """Restore everything a checkpoint holds (train.resume); None for a fresh run."""
         resume = self.cfg.train.resume
         self.run_id = ""
+        self.resume_changes: list[str] = []  # optimizer settings the config changed
         if resume == "none":
             return None
         found = (
@@ -181,9 +182,14 @@ class Trainer:
         )
         if found is None:
             return None
-        state = ckpt.restore(self.acc, found, self.stream, self.ema)
+        opts = {"g": self.parts.opt_g, "d": self.parts.opt_d}
+        cfgs = {"g": self.cfg.optim.g, "d": self.cfg.optim.d}
+        names = {net: c.name for net, c in cfgs.items()}
+        state = ckpt.restore(self.acc, found, self.stream, self.ema, names)
         self.step = int(state["step"])
         self._set_rates(self.step)
+        for net, opt in opts.items():  # the config's betas, eps, ... over the checkpoint's
+            self.resume_changes += apply_settings(opt, cfgs[net], net)
         self.images_seen = int(state.get("images_seen", 0))
         self.skipped = dict(state.get("amp_skipped_steps", self.skipped))
         self.run_id = state.get("wandb_run_id", "")
@@ -254,6 +260,8 @@ class Trainer:
         )
         if self.resumed_from is not None:
             log.message(f"resumed from {self.resumed_from} at step {self.step}")
+            for line in self.resume_changes:
+                log.message(line)
         if self.init_from is not None:
             log.message(self.init_from.message)
         log.message(self._banner())

@@ -89,8 +89,21 @@ def test_signal_checkpoints_all_ranks_then_resume_finishes(
     assert state["world_size"] == 2
     assert (ck / "random_states_0.pkl").is_file() and (ck / "random_states_1.pkl").is_file()
 
-    done = run_gandist([*args, "train.steps=" + str(status["step"] + 5)], workdir, nproc=2)
+    # resumed with D's Adam betas changed: the config's win over the checkpoint's, and it says so
+    more = ["train.steps=" + str(status["step"] + 5), "optim.d.betas=[0.0,0.99]"]
+    done = run_gandist([*args, *more], workdir, nproc=2)
     assert f"resumed from runs/pre/checkpoints/step_{status['step']}" in done.stdout
+    assert (
+        "optim.d.betas is [0.0, 0.99] from here on (the checkpoint's optimizer had [0.5, 0.9])"
+        in done.stdout
+    ), done.stdout[-3000:]
+    end = latest_checkpoint(run)
+    assert end is not None
+    saved = {
+        tuple(torch.load(f, weights_only=True)["param_groups"][0]["betas"])
+        for f in end.glob("optimizer*.bin")
+    }
+    assert saved == {(0.5, 0.9), (0.0, 0.99)}, saved
     final = json.loads((run / "status.json").read_text())
     assert final["state"] == "completed" and final["step"] == status["step"] + 5
     steps = [m["step"] for m in metrics(run) if "d/loss" in m]

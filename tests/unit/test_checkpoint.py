@@ -119,3 +119,17 @@ def test_a_checkpoint_without_the_runs_ema_is_refused_by_key(tmp_path: Path) -> 
         ckpt.check_resumable(tmp_path, ema=True)
     (tmp_path / "ema_generator.safetensors").write_bytes(b"")
     ckpt.check_resumable(tmp_path, ema=True)
+
+
+def test_a_checkpoint_of_another_optimizer_kind_is_refused_by_key(tmp_path: Path) -> None:
+    ckpt.check_resumable(tmp_path, ema=False, optimizers={"d": "rmsprop"})  # no config.yaml
+    (tmp_path / "config.yaml").write_text(
+        "optim:\n  g:\n    name: adam\n    lr: 0.0001\n  d:\n    name: adam\n"
+    )
+    ckpt.check_resumable(tmp_path, ema=False, optimizers={"g": "adam", "d": "adam"})
+    with pytest.raises(
+        ValueError,
+        match=r"optim.d.name=adam, this run has optim.d.name=rmsprop; resume with "
+        r"optim.d.name=adam, or start a new run from its weights with train.init_from",
+    ):
+        ckpt.check_resumable(tmp_path, ema=False, optimizers={"g": "adam", "d": "rmsprop"})
