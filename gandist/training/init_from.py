@@ -25,34 +25,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file
 
-from gandist.config import Config, load_config
+from gandist.config import Config
 from gandist.data.base import DatasetInfo
-from gandist.run_files import CONFIG
 from gandist.training import checkpoint as ckpt
 from gandist.training.ema import EMAGenerator
+from gandist.training.weights_fit import config_differences, file_shapes, misfits, summary
 
 KEY = "train.init_from"
-
-# The settings that decide parameter names and shapes; a difference explains a mismatch.
-SHAPE_KEYS = (
-    "arch", "z_dim", "g_hidden", "d_hidden", "g_width", "d_width", "kernel", "g_upsample",
-    "g_norm", "d_norm", "d_pool", "condition", "embed_dim", "g_cond_norm",
-    "pack",  # pack: D's first layer takes k samples
-)  # fmt: skip
-# data_info field -> the setting that changes it
-INFO_KEYS = {
-    "kind": "data.source",
-    "channels": "data.channels",
-    "image_size": "data.image_size",
-    "label_type": "data.source",
-    "num_labels": "data.source",
-    "point_dim": "data.source",
-}
 
 
 @dataclass(frozen=True)
@@ -148,7 +131,7 @@ def init_networks(
             None, f"{KEY}={spec} ignored: the run resumes from its own checkpoint {own}"
         )
     src = resolve_source(spec)
-    hint = _config_differences(src, cfg, info)
+    hint = config_differences(src.checkpoint, cfg, info)
     _load_checked(G, src.generator, "generator", hint)
     if src.discriminator is not None:
         _load_checked(D, src.discriminator, "discriminator", hint)
@@ -170,58 +153,14 @@ def init_networks(
 
 def _load_checked(module: torch.nn.Module, path: Path, what: str, hint: str | None) -> None:
     """load_state_dict(strict) with an error that names the layer, both shapes and the fix."""
-    theirs = load_file(str(path))
-    ours = module.state_dict()
-    problems: list[str] = []
-    for name, tensor in ours.items():
-        if name not in theirs:
-            problems.append(f"layer {name!r} {tuple(tensor.shape)} is missing from the file")
-        elif theirs[name].shape != tensor.shape:
-            problems.append(
-                f"layer {name!r} has shape {tuple(theirs[name].shape)} in the file but "
-                f"{tuple(tensor.shape)} in this run's {what}"
-            )
-    problems += [
-        f"layer {name!r} {tuple(t.shape)} is in the file but not in this run's {what}"
-        for name, t in theirs.items()
-        if name not in ours
-    ]
+    problems = misfits(module, file_shapes(path), what)
     if problems:
-        more = len(problems) - 4
-        shown = "; ".join(problems[:4]) + (f"; and {more} more" if more > 0 else "")
         fix = hint or (
             "build the new run with the source's model settings (model.*) and the same image "
             "size, channels and labels"
         )
         raise ValueError(
-            f"{KEY}: {path} does not fit this run's {what}: {shown}. Fix: {fix}, or start "
-            f"without {KEY}."
+            f"{KEY}: {path} does not fit this run's {what}: {summary(problems)}. Fix: {fix}, or "
+            f"start without {KEY}."
         )
-    module.load_state_dict(theirs)
-
-
-def _config_differences(src: InitSource, cfg: Config, info: DatasetInfo) -> str | None:
-    """'set model.g_width=64 (source) instead of 32, ...' when the source has its config."""
-    if src.checkpoint is None or not (src.checkpoint / CONFIG).is_file():
-        return None
-    try:
-        theirs = load_config(src.checkpoint / CONFIG)
-        their_info: dict[str, Any] = ckpt.read_trainer_state(src.checkpoint)["data_info"]
-    except (ValueError, KeyError, FileNotFoundError):
-        return None  # an older or hand-made checkpoint: fall back to the generic advice
-    diffs = [
-        f"model.{k}={getattr(theirs.model, k)!r} (this run: {getattr(cfg.model, k)!r})"
-        for k in SHAPE_KEYS
-        if getattr(theirs.model, k) != getattr(cfg.model, k)
-    ]
-    diffs += [
-        f"{key}: {k} {their_info[k]!r} (this run: {getattr(info, k)!r})"
-        for k, key in INFO_KEYS.items()
-        if k in their_info and their_info[k] != getattr(info, k)
-    ]
-    if not diffs:
-        return None
-    return (
-        f"the source was trained with {', '.join(diffs)}; set these as in "
-        f"{src.checkpoint / 'config.yaml'}"
-    )
+    module.load_state_dict(load_file(str(path)))

@@ -58,6 +58,7 @@ from gandist.training.samples import Scorer, fixed_inputs, render_samples
 from gandist.training.schedules import set_rates_at
 from gandist.training.step_inputs import StepInputs
 from gandist.training.steps import discriminator_step, generator_step
+from gandist.training.weights_fit import check_resume_fits
 
 
 @dataclass
@@ -185,6 +186,8 @@ class Trainer:
         opts = {"g": self.parts.opt_g, "d": self.parts.opt_d}
         cfgs = {"g": self.cfg.optim.g, "d": self.cfg.optim.d}
         names = {net: c.name for net, c in cfgs.items()}
+        nets = {"generator": self.parts.G_plain, "discriminator": self.parts.D_plain}
+        check_resume_fits(found, self.cfg, self.info, nets)
         state = ckpt.restore(self.acc, found, self.stream, self.ema, names)
         self.step = int(state["step"])
         self._set_rates(self.step)
