@@ -107,6 +107,52 @@ def test_label_kinds(tmp_path: Path) -> None:
     assert m.label_type == "none" and "only 3 of 6 samples have a .cls" in notes[0]
 
 
+def test_labels_under_a_named_field(tmp_path: Path) -> None:
+    """`<key>.label.cls` / `<key>.labels.json` (webdataset: everything after the first dot is
+    the field) hold labels as the plain `.cls` / `.json` do; they were read as unconditional."""
+
+    def named_cls(i: int) -> dict:
+        img, label = digit(i)
+        return {"input.jpg": img, "label.cls": label, "caption.txt": "a digit"}
+
+    d = write_wds(tmp_path / "cls", n=12, per_shard=6, sample=named_cls)
+    m, notes = index_shards(str(d))
+    assert (m.label_type, m.num_labels, m.label_member) == ("class", 10, "label.cls"), notes
+    run_index_command(str(d), None, 1, False)
+    urls, m = resolve_shards(str(d))
+    assert m.label_member == "label.cls"  # written to and read from dataset.json
+    x, y = ShardStream(urls, m, 4, shuffle_buffer=1).first_samples(3)
+    assert y.tolist() == [digit(i)[1] for i in range(3)] and x.shape[0] == 3
+
+    def named_multi(i: int) -> dict:
+        # metadata json first in name order: the label list is found after it
+        return {"png": digit(i)[0], "labels.json": [i % 3, 4], "meta.json": {"w": 16}}
+
+    d = write_wds(tmp_path / "multi", n=6, per_shard=3, sample=named_multi)
+    run_index_command(str(d), None, 1, False)
+    urls, m = resolve_shards(str(d))
+    assert (m.label_type, m.num_labels, m.label_member) == ("multi", 5, "labels.json")
+    _, y = ShardStream(urls, m, 4, shuffle_buffer=1).first_samples(2)
+    assert y.tolist() == [[1, 0, 0, 0, 1], [0, 1, 0, 0, 1]]
+
+    # the plain names keep the manifest as gandist writes it
+    plain, _ = index_shards(str(write_wds(tmp_path / "plain", n=4, per_shard=4)))
+    assert (plain.label_type, plain.label_member) == ("class", "")
+
+    def mixed(i: int) -> dict:
+        return {"jpg": digit(i)[0], ("label.cls" if i % 2 else "cls"): 1}
+
+    m, notes = index_shards(str(write_wds(tmp_path / "mixed", n=4, per_shard=4, sample=mixed)))
+    assert m.label_type == "none"
+    assert "labels are in members of different names (.cls (2), .label.cls (2))" in notes[0]
+
+    def two(i: int) -> dict:
+        return {"jpg": digit(i)[0], "cls": 1, "coarse.cls": 0}
+
+    with pytest.raises(ValueError, match=r"sample00000' has 2 class labels \(.cls, .coarse.cls\)"):
+        index_shards(str(write_wds(tmp_path / "two", n=2, per_shard=2, sample=two)))
+
+
 def test_bad_samples_name_the_shard_and_key(tmp_path: Path) -> None:
     def named(i: int) -> dict:
         return {"jpg": digit(i)[0], "cls": "cat" if i == 4 else 1}

@@ -10,8 +10,10 @@ Keys contain no dots (webdataset splits a member name at its first dot).
 
 Shards written by other tools (`webdataset.ShardWriter`) are read too, once `gandist shard index`
 (gandist.data.shards.index) has described them: any of `READ_FORMATS` as the image, a `.json`
-that is a bare list of label indices, images of mixed sizes or modes. Decoding therefore
-converts and resizes to the manifest's channels and size rather than trusting the file.
+that is a bare list of label indices, labels under a named field (`<key>.label.cls`,
+`<key>.labels.json`: the manifest's `label_member`), images of mixed sizes or modes. Decoding
+therefore converts and resizes to the manifest's channels and size rather than trusting the
+file.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ FORMAT_NAME = "gandist-shards"
 FORMAT_VERSION = 1
 IMAGE_FORMATS = ("png", "jpg", "npy")  # what `gandist shard` writes
 READ_FORMATS = ("png", "jpg", "jpeg", "webp", "ppm", "npy")  # what a manifest may name
+LABEL_EXT = {"class": "cls", "multi": "json"}  # label_type -> the extension holding it
 SHARD_PATTERN = "data-{:06d}.tar"
 _KEY_OK = re.compile(r"[^A-Za-z0-9_\-/]")
 
@@ -68,6 +71,9 @@ class Manifest:
     # (redone when older than its shards) from a manifest `gandist shard` wrote with them.
     image_sizes: dict[str, int] = field(default_factory=dict)
     indexed: bool = False
+    # The webdataset field holding the label when it is not the plain `cls` / `json` (other
+    # tools' `<key>.label.cls` arrives as "label.cls"); "" for the plain one.
+    label_member: str = ""
 
     @property
     def num_samples(self) -> int:
@@ -132,6 +138,7 @@ def parse_manifest(text: str, path: str) -> Manifest:
             skipped=raw.get("skipped", {}),
             image_sizes=dict(raw.get("image_sizes", {})),
             indexed=bool(raw.get("indexed", False)),
+            label_member=str(raw.get("label_member", "")),
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{path}: manifest is missing or has a malformed field ({exc})") from exc
@@ -259,7 +266,7 @@ def decode_sample(sample: dict[str, Any], manifest: Manifest) -> tuple[torch.Ten
     """One raw webdataset sample -> (image at the manifest's size and channels, label)."""
     fmt, data = image_member(sample, manifest.image_format)
     x = decode_image(data, fmt, manifest.channels, manifest.image_size)
-    return x, decode_label(sample, manifest.label_type, manifest.num_labels)
+    return x, decode_label(sample, manifest.label_type, manifest.num_labels, manifest.label_member)
 
 
 def encode_label(y: torch.Tensor, label_type: str) -> dict[str, bytes]:
@@ -272,13 +279,32 @@ def encode_label(y: torch.Tensor, label_type: str) -> dict[str, bytes]:
     return {}
 
 
-def decode_label(sample: dict[str, Any], label_type: str, num_labels: int) -> torch.Tensor:
-    """Tar members of one sample -> the label tensor the trainer expects (see DatasetInfo)."""
+def label_fields(sample: dict[str, Any], ext: str) -> list[str]:
+    """The members of a raw webdataset sample that can hold its label of extension `ext`
+    (`cls`, `json`): `<key>.<ext>` first, then `<key>.<name>.<ext>` in name order (webdataset
+    keeps everything after a member's first dot, so `x.label.cls` arrives as "label.cls")."""
+    named = sorted(k for k in sample if k.endswith("." + ext) and not k.startswith("__"))
+    return ([ext] if ext in sample else []) + named
+
+
+def decode_label(
+    sample: dict[str, Any], label_type: str, num_labels: int, member: str = ""
+) -> torch.Tensor:
+    """Tar members of one sample -> the label tensor the trainer expects (see DatasetInfo).
+    `member`: the field holding the label (Manifest.label_member); "" for `cls` / `json`."""
+    if label_type == "none":
+        return torch.tensor(0, dtype=torch.long)
+    name = member or LABEL_EXT[label_type]
+    if name not in sample:
+        raise ValueError(
+            f"shard sample {sample.get('__key__')} from {sample.get('__url__')} has no .{name} "
+            f"label (members: {', '.join(k for k in sample if not k.startswith('__'))}); every "
+            "sample of a conditional data set needs one: fix the shard, or re-run "
+            "`gandist shard index` if the shards changed"
+        )
     if label_type == "class":
-        return torch.tensor(int(sample["cls"]), dtype=torch.long)
-    if label_type == "multi":
-        raw = json.loads(sample["json"])
-        y = torch.zeros(num_labels, dtype=torch.float32)
-        y[raw if isinstance(raw, list) else raw["labels"]] = 1.0  # other tools: a bare list
-        return y
-    return torch.tensor(0, dtype=torch.long)
+        return torch.tensor(int(sample[name]), dtype=torch.long)
+    raw = json.loads(sample[name])
+    y = torch.zeros(num_labels, dtype=torch.float32)
+    y[raw if isinstance(raw, list) else raw["labels"]] = 1.0  # other tools: a bare list
+    return y

@@ -9,7 +9,9 @@ batch counts on every rank). One pass over the tars finds them:
 - the image is the member with a `READ_FORMATS` extension; only its header is read (size,
   pixel mode), so indexing costs little more than reading the bytes, which are hashed on the way;
 - labels: `.cls` integers -> class labels (num_labels = max + 1); `.json` holding a list of
-  integers (or {"labels": [...]}) -> multi-label; anything else -> unconditional;
+  integers (or {"labels": [...]}) -> multi-label; anything else -> unconditional. A named
+  field (`<key>.label.cls`, `<key>.labels.json`) counts too, when every sample has it under
+  the same name (recorded as the manifest's label_member);
 - mixed sizes or modes are recorded (the most common size and the majority's channels) and
   decoding resizes and converts the rest (gandist.data.shards.format.decode_image).
 
@@ -43,11 +45,13 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 from gandist import __version__
 from gandist.data.shards.format import (
     FORMAT_NAME,
+    LABEL_EXT,
     MANIFEST,
     READ_FORMATS,
     Manifest,
     ShardEntry,
     find_image,
+    label_fields,
     parse_manifest,
 )
 from gandist.data.shards.stream import _basename as shard_name  # the name a manifest lists
@@ -144,6 +148,7 @@ class ShardScan:
     cls_max: int = -1
     multi: int = 0  # samples with a .json list of label indices
     multi_max: int = -1
+    fields: Counter = field(default_factory=Counter)  # (kind, member holding the label) -> samples
 
 
 def _where(url: str, key: str) -> str:
@@ -180,26 +185,36 @@ def _image_header(fmt: str, data: bytes, where: str) -> tuple[tuple[int, int], b
 
 
 def _labels(sample: dict[str, Any], scan: ShardScan, where: str) -> None:
-    if "cls" in sample:
-        text = sample["cls"].decode("utf-8", "replace").strip()
+    classes = label_fields(sample, "cls")
+    if len(classes) > 1:
+        raise ValueError(
+            f"{where} has {len(classes)} class labels (.{', .'.join(classes)}); gandist reads "
+            "one .cls per sample: write one"
+        )
+    if classes:
+        text = sample[classes[0]].decode("utf-8", "replace").strip()
         if not text.lstrip("-").isdigit() or int(text) < 0:
             raise ValueError(
-                f"{where}: .cls is {text[:40]!r}, not a class index (an integer >= 0); gandist "
-                "reads .cls as the class index, so map class names to indices when writing"
+                f"{where}: .{classes[0]} is {text[:40]!r}, not a class index (an integer >= 0); "
+                "gandist reads .cls as the class index, so map class names to indices when "
+                "writing"
             )
         scan.cls += 1
         scan.cls_max = max(scan.cls_max, int(text))
-    if "json" in sample:
+        scan.fields["class", classes[0]] += 1
+    for name in label_fields(sample, "json"):
         try:
-            raw = json.loads(sample["json"])
+            raw = json.loads(sample[name])
         except ValueError:
-            return  # metadata gandist does not read
+            continue  # metadata gandist does not read
         labels = raw.get("labels") if isinstance(raw, dict) else raw
         if isinstance(labels, list) and all(
             isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in labels
         ):
             scan.multi += 1
             scan.multi_max = max([scan.multi_max, *labels])
+            scan.fields["multi", name] += 1
+            return
 
 
 def _samples(stream: _Counting, url: str) -> Iterator[dict[str, Any]]:
@@ -274,13 +289,23 @@ def build_manifest(spec: str, scans: list[ShardScan]) -> tuple[Manifest, list[st
         )
     cls, multi = sum(s.cls for s in scans), sum(s.multi for s in scans)
     cls_max, multi_max = max(s.cls_max for s in scans), max(s.multi_max for s in scans)
-    if cls == total:
-        label_type, num_labels = "class", cls_max + 1
-    elif multi == total and multi_max >= 0:
-        label_type, num_labels = "multi", multi_max + 1
+    fields: Counter = sum((s.fields for s in scans), Counter())
+    members = {kind: [m for (k, m) in fields if k == kind] for kind in LABEL_EXT}
+    label_member = ""
+    if cls == total and len(members["class"]) == 1:
+        label_type, num_labels, label_member = "class", cls_max + 1, members["class"][0]
+    elif multi == total and multi_max >= 0 and len(members["multi"]) == 1:
+        label_type, num_labels, label_member = "multi", multi_max + 1, members["multi"][0]
     else:
         label_type, num_labels = "none", 0
-        if cls or multi:
+        kind = "class" if cls >= multi else "multi"
+        if max(cls, multi) == total:
+            shown = ", ".join(f".{m} ({fields[kind, m]})" for m in sorted(members[kind]))
+            notes.append(
+                f"the labels are in members of different names ({shown}): training "
+                "unconditionally; write every sample's label under one name"
+            )
+        elif cls or multi:
             ext = ".cls" if cls >= multi else ".json label list"
             notes.append(
                 f"only {max(cls, multi)} of {total} samples have a {ext}: training "
@@ -297,6 +322,7 @@ def build_manifest(spec: str, scans: list[ShardScan]) -> tuple[Manifest, list[st
         gandist_version=__version__,
         image_sizes={f"{a}x{b}": n for (a, b), n in sizes.most_common()},
         indexed=True,
+        label_member="" if label_member == LABEL_EXT.get(label_type) else label_member,
     )
     return manifest, notes
 
@@ -346,6 +372,8 @@ def describe(manifest: Manifest) -> str:
         "multi": f"multi-labels ({manifest.num_labels})",
         "none": "no labels",
     }[manifest.label_type]
+    if manifest.label_member:
+        labels += f" from .{manifest.label_member}"
     return (
         f"{manifest.num_samples} samples in {plural(len(manifest.shards), 'shard')}: "
         f"{manifest.image_size}px {manifest.image_format}, "
