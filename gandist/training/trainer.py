@@ -268,6 +268,11 @@ class Trainer:
         if self.init_from is not None:
             log.message(self.init_from.message)
         log.message(self._banner())
+        if self.resumed_from is not None and self.step >= t.steps:
+            log.message(
+                f"the checkpoint is at train.steps={t.steps}: nothing left to train (raise "
+                f"train.steps to continue; `gandist eval {self.run_dir}` scores it)"
+            )
         self.last_ckpt = self.resumed_from
         window_t, window_img = time.perf_counter(), 0
         final_eval: dict[str, float] | None = None
@@ -288,6 +293,10 @@ class Trainer:
                 values.update(throughput(window_img / max(elapsed, 1e-9), self.acc.num_processes))
                 self._guard()
                 window_t, window_img = time.perf_counter(), 0
+            if _due(t.checkpoint_every, s) or s == t.steps:
+                # before the evaluation and the samples (which leave the training state as it
+                # is): a stop or a kill during a long evaluation loses no training
+                self.last_ckpt = self.save()
             if _due(cfg.eval.every, s) or s == t.steps:
                 scores = self.evaluate(log)
                 if scores is not None:
@@ -299,8 +308,6 @@ class Trainer:
                 log.scalars(s, values)
             if _due(t.sample_every, s, t.steps):
                 self.write_samples(log)
-            if _due(t.checkpoint_every, s):
-                self.last_ckpt = self.save()
             if s < t.steps and self._stop_due(stop):
                 preempted = True
                 log.message(

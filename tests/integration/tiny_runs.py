@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gandist.config import load_config
-from gandist.training.trainer import TrainResult, train
+from gandist.training.trainer import Trainer, TrainResult
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,10 +47,15 @@ RUNS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def train_tiny(name: str, out: Path, *extra: str) -> TrainResult:
+def tiny_trainer(name: str, out: Path, *extra: str) -> Trainer:
+    """The trainer of tiny run `name` under `out` (run name `name` unless `extra` sets one)."""
     recipe, overrides = RUNS[name]
     cfg = load_config(
         REPO / "configs" / recipe,
         [*COMMON, *overrides, f"train.output_dir={out}", f"train.run_name={name}", *extra],
     )
-    return train(cfg)
+    return Trainer(cfg)
+
+
+def train_tiny(name: str, out: Path, *extra: str) -> TrainResult:
+    return tiny_trainer(name, out, *extra).fit()

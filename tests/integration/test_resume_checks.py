@@ -1,0 +1,70 @@
+"""Resuming a run in-process: a checkpoint that does not fit the run's model is refused with the
+settings to set back; every checkpoint is on disk before its step's evaluation; a run resumed
+at its last step says there is nothing left to train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gandist.training.checkpoint import checkpoint_step, latest_checkpoint
+from gandist.training.trainer import Trainer
+from tests.integration.tiny_runs import tiny_trainer, train_tiny
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-step DCGAN run (widths 4, BatchNorm, EMA)."""
+    return train_tiny("dcgan", tmp_path_factory.mktemp("source")).run_dir
+
+
+def new_trainer(out: Path, *extra: str) -> Trainer:
+    return tiny_trainer("dcgan", out, "train.run_name=again", *extra)
+
+
+def test_resume_with_another_model_names_layer_shapes_and_setting(
+    source: Path, tmp_path: Path
+) -> None:
+    """A run resumed with changed model settings stops before loading, with what to set back
+    (not torch's bare size-mismatch traceback from inside accelerate's load)."""
+    ck = source / "checkpoints" / "step_2"
+    with pytest.raises(ValueError) as err:
+        new_trainer(tmp_path, f"train.resume={ck}", "model.g_width=8")
+    text = str(err.value)
+    assert text.startswith(f"train.resume: {ck / 'generator.safetensors'} does not fit")
+    assert "layer 'fc.weight' has shape (256, 8) in the file but (512, 8) in this run's" in text
+    assert "model.g_width=4 (this run: 8)" in text and str(ck / "config.yaml") in text
+    assert "train.resume=none" in text
+    with pytest.raises(
+        ValueError, match=r"discriminator.safetensors.*model.pack=1 \(this run: 2\)"
+    ):
+        new_trainer(tmp_path, f"train.resume={ck}", "model.pack=2")
+    # dropout > 0 inserts layers: D's later layers are renumbered
+    with pytest.raises(ValueError, match=r"model.dropout=0.0 \(this run: 0.1\)"):
+        new_trainer(tmp_path, f"train.resume={ck}", "model.dropout=0.1")
+    # settings that change no shape resume as before
+    t = new_trainer(tmp_path, f"train.resume={ck}", "model.leaky_slope=0.1")
+    assert t.resumed_from == ck and t.step == 2
+
+
+def test_checkpoint_comes_before_the_evaluation(tmp_path: Path, capsys) -> None:
+    """A stop or kill during a (long) evaluation loses no training: each step's checkpoint,
+    the last one included, is on disk before that step's evaluation starts."""
+    t = new_trainer(tmp_path, "train.steps=3", "train.checkpoint_every=2", "eval.every=2")
+    seen: dict[int, int | None] = {}
+
+    def evaluate(log=None, rejection: bool = False) -> None:
+        found = latest_checkpoint(t.run_dir)
+        seen[t.step] = None if found is None else checkpoint_step(found)
+
+    t.evaluate = evaluate  # type: ignore[method-assign]
+    assert t.fit().step == 3
+    assert seen == {2: 2, 3: 3}
+    # resumed at its last step (as after a kill during the final evaluation): says so, trains
+    # nothing, keeps the checkpoint
+    again = new_trainer(tmp_path, "train.steps=3", "train.resume=auto")
+    capsys.readouterr()
+    result = again.fit()
+    assert result.step == 3 and result.checkpoint == t.run_dir / "checkpoints" / "step_3"
+    assert "nothing left to train (raise train.steps to continue" in capsys.readouterr().out
