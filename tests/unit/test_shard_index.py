@@ -4,6 +4,7 @@ first use by the training stream, and data.image_size / data.channels applied at
 from __future__ import annotations
 
 import io
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +152,32 @@ def test_labels_under_a_named_field(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match=r"sample00000' has 2 class labels \(.cls, .coarse.cls\)"):
         index_shards(str(write_wds(tmp_path / "two", n=2, per_shard=2, sample=two)))
+
+
+def test_files_that_join_one_sample_are_named(tmp_path: Path) -> None:
+    """A plain tar of frame.0000.png, frame.0001.png, ...: webdataset's key is the name up to the
+    first dot, so they are one sample; the index says so and how to rename them."""
+
+    d = tmp_path / "frames"
+    d.mkdir()
+    with tarfile.open(d / "frames.tar", "w") as tar:
+        for i in range(5):
+            data = _encoded(digit(i)[0], "PNG")
+            info = tarfile.TarInfo(f"frame.{i:04d}.png")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        data = _encoded(digit(5)[0], "PNG")
+        info = tarfile.TarInfo("single.png")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    m, notes = index_shards(str(d))
+    assert m.num_samples == 2
+    assert notes == [
+        "1 of 2 samples hold more than one image (e.g. 'frame': .0000.png, .0001.png, .0002.png, "
+        "...); training uses the first of each. webdataset groups a tar's files into samples by "
+        "the name up to the first dot, so files named like frame.0001.png all join one sample: "
+        "rename them (frame_0001.png) if each is an image of its own"
+    ]
 
 
 def test_bad_samples_name_the_shard_and_key(tmp_path: Path) -> None:

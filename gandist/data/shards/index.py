@@ -149,6 +149,8 @@ class ShardScan:
     multi: int = 0  # samples with a .json list of label indices
     multi_max: int = -1
     fields: Counter = field(default_factory=Counter)  # (kind, member holding the label) -> samples
+    several_images: int = 0  # samples with more than one image member (the first is used)
+    example: str = ""  # the first of them: its key and image members
 
 
 def _where(url: str, key: str) -> str:
@@ -217,6 +219,17 @@ def _labels(sample: dict[str, Any], scan: ShardScan, where: str) -> None:
             return
 
 
+def _count_images(sample: dict[str, Any], scan: ShardScan) -> None:
+    """Note samples with several images: files named like `frame.0001.png` (webdataset's key is
+    the name up to the first dot) all join one sample, of which only the first image trains."""
+    images = [k for k in sample if not k.startswith("__") and k.rsplit(".", 1)[-1] in READ_FORMATS]
+    if len(images) > 1:
+        scan.several_images += 1
+        if not scan.example:
+            more = ", ..." if len(images) > 3 else ""
+            scan.example = f"{sample['__key__']!r}: .{', .'.join(images[:3])}{more}"
+
+
 def _samples(stream: _Counting, url: str) -> Iterator[dict[str, Any]]:
     """Samples of one tar, grouped exactly as the training stream groups them."""
     return group_by_keys(tar_file_expander([{"url": url, "stream": stream}]))
@@ -240,6 +253,7 @@ def scan_shard(url: str) -> ShardScan:
                     f"{', '.join(k for k in sample if not k.startswith('__'))}; looked for "
                     f".{', .'.join(READ_FORMATS)}); every sample needs one image"
                 )
+            _count_images(sample, scan)
             size, gray = _image_header(*image, where)
             scan.num_samples += 1
             scan.formats[image[0]] += 1
@@ -289,6 +303,15 @@ def build_manifest(spec: str, scans: list[ShardScan]) -> tuple[Manifest, list[st
         )
     cls, multi = sum(s.cls for s in scans), sum(s.multi for s in scans)
     cls_max, multi_max = max(s.cls_max for s in scans), max(s.multi_max for s in scans)
+    several = sum(s.several_images for s in scans)
+    if several:
+        example = next(s.example for s in scans if s.example)
+        notes.append(
+            f"{several} of {total} samples hold more than one image (e.g. {example}); training "
+            "uses the first of each. webdataset groups a tar's files into samples by the name "
+            "up to the first dot, so files named like frame.0001.png all join one sample: "
+            "rename them (frame_0001.png) if each is an image of its own"
+        )
     fields: Counter = sum((s.fields for s in scans), Counter())
     members = {kind: [m for (k, m) in fields if k == kind] for kind in LABEL_EXT}
     label_member = ""
@@ -375,7 +398,7 @@ def describe(manifest: Manifest) -> str:
     if manifest.label_member:
         labels += f" from .{manifest.label_member}"
     return (
-        f"{manifest.num_samples} samples in {plural(len(manifest.shards), 'shard')}: "
+        f"{plural(manifest.num_samples, 'sample')} in {plural(len(manifest.shards), 'shard')}: "
         f"{manifest.image_size}px {manifest.image_format}, "
         f"{plural(manifest.channels, 'channel')}, {labels}"
     )
