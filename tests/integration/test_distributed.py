@@ -43,12 +43,13 @@ EQUIVALENT: dict[str, tuple[str, list[str]]] = {
             "model.g_norm=layer",
             "model.d_norm=layer",
             "model.condition=project",
+            "model.aux_project=false",
             "model.d_pool=sum",
             "model.g_cond_norm=true",
         ],
     ),
     # the recipe's ACGAN critic: a multi-label classifier that learns the real images' labels
-    # only (loss.aux_fake false, weight 10)
+    # only (loss.aux_fake false, weight 40), beside a projection term (model.aux_project)
     "acgan-multilabel-realonly": (
         "cdcgan_shapes.yaml",
         ["data.n_samples=64", "data.image_size=32", "model.g_norm=layer", "model.d_norm=layer"],
@@ -63,6 +64,7 @@ EQUIVALENT: dict[str, tuple[str, list[str]]] = {
             "model.g_norm=layer",
             "model.d_norm=layer",
             "model.condition=concat",
+            "model.aux_project=false",
         ],
     ),
 }
