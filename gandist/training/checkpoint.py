@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
-from gandist.config import Config
+from gandist.config import Config, load_config
 from gandist.data.base import DatasetInfo
 from gandist.run_files import CHECKPOINTS_DIR, CONFIG, LATEST, METRICS, TRAINER_STATE
 
@@ -237,17 +236,23 @@ def trainer_state(
     }
 
 
-def saved_optimizer_names(found: Path) -> dict[str, str]:
-    """optim.<net>.name of the run a checkpoint was saved by (its config.yaml); {} without one."""
+def saved_config(found: Path) -> Config | None:
+    """The config a checkpoint was saved with (its config.yaml), or None for one without it or
+    whose config this version cannot read (older or hand-made): the resume and init_from checks
+    that compare against it then fall back to their generic advice."""
     path = found / CONFIG
     if not path.is_file():
-        return {}
-    optim = (yaml.safe_load(path.read_text()) or {}).get("optim") or {}
-    return {
-        net: str(sec["name"])
-        for net, sec in optim.items()
-        if isinstance(sec, dict) and "name" in sec
-    }
+        return None
+    try:
+        return load_config(path)
+    except ValueError:
+        return None
+
+
+def saved_optimizer_names(found: Path) -> dict[str, str]:
+    """optim.<net>.name of the run a checkpoint was saved by; {} without a readable config."""
+    cfg = saved_config(found)
+    return {} if cfg is None else {"g": cfg.optim.g.name, "d": cfg.optim.d.name}
 
 
 def check_resumable(found: Path, ema: bool, optimizers: dict[str, str] | None = None) -> None:

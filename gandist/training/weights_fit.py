@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from gandist.config import Config, load_config
+from gandist.config import Config
 from gandist.data.base import DatasetInfo
 from gandist.run_files import CONFIG
-from gandist.training.checkpoint import read_trainer_state
+from gandist.training.checkpoint import read_trainer_state, saved_config
 
 # The settings that decide parameter names and shapes; a difference explains a mismatch.
 SHAPE_KEYS = (
@@ -26,6 +26,13 @@ SHAPE_KEYS = (
     "dropout",  # dropout > 0 adds layers, renumbering the ones after them
     "aux_project", "aux_twin", "aux_spectral",  # ACGAN heads
 )  # fmt: skip
+# Settings only one family of architectures reads: between two runs of the same arch, a
+# difference in another family's keys explains nothing.
+ARCH_ONLY_KEYS = {
+    "dcgan": ("g_width", "d_width", "kernel", "g_upsample", "d_pool"),
+    "mlp": ("g_hidden", "d_hidden"),
+    "toy": ("g_hidden", "d_hidden"),
+}
 # data_info field -> the setting that changes it
 INFO_KEYS = {
     "kind": "data.source",
@@ -68,19 +75,28 @@ def summary(problems: list[str]) -> str:
     return "; ".join(problems[:4]) + (f"; and {more} more" if more > 0 else "")
 
 
+def relevant_keys(arch: str) -> tuple[str, ...]:
+    """The SHAPE_KEYS that can change a model of `arch` (all of them for an unknown arch)."""
+    if arch not in ARCH_ONLY_KEYS:
+        return SHAPE_KEYS
+    others = {k for a, keys in ARCH_ONLY_KEYS.items() for k in keys} - set(ARCH_ONLY_KEYS[arch])
+    return tuple(k for k in SHAPE_KEYS if k not in others)
+
+
 def config_differences(checkpoint: Path | None, cfg: Config, info: DatasetInfo) -> str | None:
     """'the checkpoint was trained with model.g_width=64 (this run: 32), ...; set these as in
     <checkpoint>/config.yaml' when the checkpoint has its config; None otherwise."""
-    if checkpoint is None or not (checkpoint / CONFIG).is_file():
-        return None
+    theirs = None if checkpoint is None else saved_config(checkpoint)
+    if theirs is None:
+        return None  # no config, or an older or hand-made one: the generic advice
     try:
-        theirs = load_config(checkpoint / CONFIG)
         their_info: dict[str, Any] = read_trainer_state(checkpoint)["data_info"]
     except (ValueError, KeyError, FileNotFoundError):
-        return None  # an older or hand-made checkpoint: fall back to the generic advice
+        return None
+    keys = SHAPE_KEYS if theirs.model.arch != cfg.model.arch else relevant_keys(cfg.model.arch)
     diffs = [
         f"model.{k}={getattr(theirs.model, k)!r} (this run: {getattr(cfg.model, k)!r})"
-        for k in SHAPE_KEYS
+        for k in keys
         if getattr(theirs.model, k) != getattr(cfg.model, k)
     ]
     diffs += [

@@ -36,6 +36,11 @@ def test_resume_with_another_model_names_layer_shapes_and_setting(
     assert "layer 'fc.weight' has shape (256, 8) in the file but (512, 8) in this run's" in text
     assert "model.g_width=4 (this run: 8)" in text and str(ck / "config.yaml") in text
     assert "train.resume=none" in text
+    # settings the DCGAN does not read (an MLP's hidden sizes) are not offered as the cause
+    with pytest.raises(ValueError) as err:
+        new_trainer(tmp_path, f"train.resume={ck}", "model.g_width=8", "model.d_hidden=[7]")
+    assert "model.g_width=4 (this run: 8)" in str(err.value)
+    assert "d_hidden" not in str(err.value)
     with pytest.raises(
         ValueError, match=r"discriminator.safetensors.*model.pack=1 \(this run: 2\)"
     ):
