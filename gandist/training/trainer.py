@@ -25,7 +25,7 @@ from gandist.data.stream import BatchStream
 from gandist.models.packing import check_pack_batch
 from gandist.objectives.augment import check_data
 from gandist.objectives.mode_seeking import check_pair_batch
-from gandist.run_files import CONFIG, SAMPLES_DIR, write_status
+from gandist.run_files import CONFIG, SAMPLES_DIR, read_metrics, write_status
 from gandist.seeds import derive_seed
 from gandist.tracking.run_log import RunLog
 from gandist.tracking.step_metrics import progress, reduce_metrics, throughput
@@ -276,6 +276,12 @@ class Trainer:
         self.last_ckpt = self.resumed_from
         window_t, window_img = time.perf_counter(), 0
         final_eval: dict[str, float] | None = None
+        if self._step_outputs_lost():
+            log.message(
+                f"step {self.step}'s evaluation and samples did not finish before the run "
+                "stopped (its checkpoint is written first): doing them now"
+            )
+            final_eval = self._score_and_sample(log, self.step, {}, final_eval)
         preempted = False
         while self.step < t.steps:
             metrics = self.train_step()
@@ -297,17 +303,7 @@ class Trainer:
                 # before the evaluation and the samples (which leave the training state as it
                 # is): a stop or a kill during a long evaluation loses no training
                 self.last_ckpt = self.save()
-            if _due(cfg.eval.every, s) or s == t.steps:
-                scores = self.evaluate(log)
-                if scores is not None:
-                    values.update({f"eval/{k}": v for k, v in scores.items()})
-                    final_eval = scores if s == t.steps else final_eval
-                if s == t.steps and cfg.eval.rejection > 0:
-                    final_eval = self._final_rejection_eval(log, values, final_eval)
-            if values:
-                log.scalars(s, values)
-            if _due(t.sample_every, s, t.steps):
-                self.write_samples(log)
+            final_eval = self._score_and_sample(log, s, values, final_eval)
             if s < t.steps and self._stop_due(stop):
                 preempted = True
                 log.message(
@@ -317,6 +313,41 @@ class Trainer:
                 break
         stop.drain()  # a stop-flag allreduce still in flight (all ranks launched it)
         return self._finish(log, stop, preempted, final_eval)
+
+    def _score_and_sample(
+        self,
+        log: RunLog,
+        s: int,
+        values: dict[str, float],
+        final_eval: dict[str, float] | None,
+    ) -> dict[str, float] | None:
+        """What follows step s's checkpoint: its evaluation (eval.every, the last step), its
+        metrics row (`values` plus the scores) and its sample grid. Returns the final scores."""
+        t, cfg = self.cfg.train, self.cfg
+        if _due(cfg.eval.every, s) or s == t.steps:
+            scores = self.evaluate(log)
+            if scores is not None:
+                values.update({f"eval/{k}": v for k, v in scores.items()})
+                final_eval = scores if s == t.steps else final_eval
+            if s == t.steps and cfg.eval.rejection > 0:
+                final_eval = self._final_rejection_eval(log, values, final_eval)
+        if values:
+            log.scalars(s, values)
+        if _due(t.sample_every, s, t.steps):
+            self.write_samples(log)
+        return final_eval
+
+    def _step_outputs_lost(self) -> bool:
+        """Whether the run resumed from a checkpoint at an evaluation step whose metrics row was
+        never written: the stop came during that evaluation (the checkpoint precedes it). The
+        main process reads metrics.jsonl; every rank agrees, since evaluating is a collective."""
+        s, t = self.step, self.cfg.train
+        if self.resumed_from is None or not (_due(self.cfg.eval.every, s) or s == t.steps):
+            return False
+        lost = self._agreed(
+            lambda: str(all(row.get("step") != s for row in read_metrics(self.run_dir)))
+        )
+        return lost == "True"
 
     def _finish(
         self,

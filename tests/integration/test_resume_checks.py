@@ -4,10 +4,12 @@ at its last step says there is nothing left to train."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from gandist.run_files import EVAL, read_metrics
 from gandist.training.checkpoint import checkpoint_step, latest_checkpoint
 from gandist.training.trainer import Trainer
 from tests.integration.tiny_runs import tiny_trainer, train_tiny
@@ -55,21 +57,49 @@ def test_resume_with_another_model_names_layer_shapes_and_setting(
 
 def test_checkpoint_comes_before_the_evaluation(tmp_path: Path, capsys) -> None:
     """A stop or kill during a (long) evaluation loses no training: each step's checkpoint,
-    the last one included, is on disk before that step's evaluation starts."""
+    the last one included, is on disk before that step's evaluation starts; the resumed run
+    does the evaluation that was cut off (metrics row and eval.json), and only that one."""
     t = new_trainer(tmp_path, "train.steps=3", "train.checkpoint_every=2", "eval.every=2")
     seen: dict[int, int | None] = {}
 
-    def evaluate(log=None, rejection: bool = False) -> None:
+    def killed_in_final_eval(log=None, rejection: bool = False) -> None:
         found = latest_checkpoint(t.run_dir)
         seen[t.step] = None if found is None else checkpoint_step(found)
+        if t.step == 3:
+            raise KeyboardInterrupt  # the kill, once the grace time of a stop has run out
 
-    t.evaluate = evaluate  # type: ignore[method-assign]
-    assert t.fit().step == 3
+    t.evaluate = killed_in_final_eval  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        t.fit()
     assert seen == {2: 2, 3: 3}
-    # resumed at its last step (as after a kill during the final evaluation): says so, trains
-    # nothing, keeps the checkpoint
-    again = new_trainer(tmp_path, "train.steps=3", "train.resume=auto")
+    assert [row["step"] for row in read_metrics(t.run_dir)] == [1, 2]
+    assert not (t.run_dir / EVAL).exists()
+
+    # resumed at its last step: says so, trains nothing, keeps the checkpoint, scores it
+    def scores(log=None, rejection: bool = False) -> dict[str, float]:
+        calls.append((t2.step, rejection))
+        return {"fid": 7.0}
+
+    calls: list[tuple[int, bool]] = []
+    t2 = new_trainer(tmp_path, "train.steps=3", "train.resume=auto")
+    t2.evaluate = scores  # type: ignore[method-assign]
     capsys.readouterr()
-    result = again.fit()
+    result = t2.fit()
+    out = capsys.readouterr().out
     assert result.step == 3 and result.checkpoint == t.run_dir / "checkpoints" / "step_3"
-    assert "nothing left to train (raise train.steps to continue" in capsys.readouterr().out
+    assert "nothing left to train (raise train.steps to continue" in out
+    assert "step 3's evaluation and samples did not finish before the run stopped" in out
+    assert calls == [(3, False), (3, True)]  # the recipe scores the last step twice
+    assert read_metrics(t.run_dir)[-1] == {
+        **read_metrics(t.run_dir)[-1],
+        "step": 3,
+        "eval/fid": 7.0,
+    }
+    assert json.loads((t.run_dir / EVAL).read_text())["fid"] == 7.0
+
+    # once done, a further resume does not score it again
+    calls.clear()
+    t2 = new_trainer(tmp_path, "train.steps=3", "train.resume=auto")
+    t2.evaluate = scores  # type: ignore[method-assign]
+    t2.fit()
+    assert calls == []
