@@ -19,15 +19,24 @@ from gandist.tracking.wandb_run import init_kwargs, resolve_settings
 
 
 def banner(
-    cfg: Config, info: DatasetInfo, num_samples: int, processes: int, device: str, run_dir: Path
+    cfg: Config,
+    info: DatasetInfo,
+    num_samples: int,
+    processes: int,
+    device: str,
+    run_dir: Path,
+    compiled: str = "",
 ) -> str:
+    """The run's first line. `compiled`: accelerate's dynamo backend when it compiled G and D
+    (`accelerate launch --dynamo_backend`), so the user sees the flag took effect."""
     t = cfg.train
     shape = "x".join(map(str, info.sample_shape))
+    compile_note = f", torch.compile ({compiled})" if compiled else ""
     return (
         f"gandist {__version__}: {cfg.name} | data {info.source} ({num_samples} samples, {shape}, "
         f"labels {info.label_type}) | {processes} process(es) on {device}, precision "
-        f"{t.precision} | global batch {t.batch_size}, n_critic {t.n_critic}, {t.steps} steps | "
-        f"run dir {run_dir}"
+        f"{t.precision}{compile_note} | global batch {t.batch_size}, n_critic {t.n_critic}, "
+        f"{t.steps} steps | run dir {run_dir}"
     )
 
 

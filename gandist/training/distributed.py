@@ -14,9 +14,11 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
 
 from gandist.config import Config
+from gandist.objectives.penalties import PENALTIES
 
 PRECISIONS = ("no", "bf16", "fp16")
 LAUNCH_ENV = "ACCELERATE_MIXED_PRECISION"
+DYNAMO_ENV = "ACCELERATE_DYNAMO_BACKEND"
 
 
 def launched_precision(env: Mapping[str, str] | None = None) -> str:
@@ -54,6 +56,29 @@ def precision_conflict(requested: str, env: Mapping[str, str] | None = None) -> 
         f"launched with ({LAUNCH_ENV}={launched}, from `accelerate launch --mixed_precision` or "
         f"`accelerate config`); training runs in {requested}. Leave train.precision at auto to "
         "follow accelerate."
+    )
+
+
+def dynamo_conflict(penalty: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Why accelerate's torch.compile cannot train this config, or None.
+
+    `accelerate launch --dynamo_backend X` (or dynamo in `accelerate config`) reaches the process
+    as ACCELERATE_DYNAMO_BACKEND, and accelerate then compiles G and D in `prepare`. A gradient
+    penalty differentiates the critic's input gradient again (create_graph), which a compiled
+    critic's backward cannot do: torch fails inside the first critic step, after the compile.
+    Runs without such a penalty train compiled (their exports stay plain modules).
+    """
+    env = os.environ if env is None else env
+    backend = env.get(DYNAMO_ENV, "").strip().lower()
+    # a penalty with a loss term (gp, r1) takes it through torch.autograd.grad(create_graph=True)
+    if backend in ("", "no") or PENALTIES.get(penalty).term is None:
+        return None
+    return (
+        f"loss.penalty={penalty} needs the gradient of the critic's gradient, which a critic "
+        f"compiled by torch.compile cannot give, and accelerate was launched to compile "
+        f"({DYNAMO_ENV}={backend}, from `accelerate launch --dynamo_backend` or `accelerate "
+        "config`). Launch with --dynamo_backend no (or answer no to dynamo in `accelerate "
+        "config`)"
     )
 
 
@@ -111,6 +136,9 @@ def build_accelerator(cfg: Config, log_with: str | None) -> Accelerator:
             f"{source}: fp16 needs a CUDA GPU (on CPU accelerate silently runs without a loss "
             "scaler); use train.precision=bf16 or no on this machine"
         )
+    conflict = dynamo_conflict(cfg.loss.penalty)
+    if conflict:
+        raise ValueError(conflict)
     if precision != "no" and t.dtype == "float64":
         raise ValueError(
             f"{source}: train.dtype=float64 cannot be combined with mixed precision; set "

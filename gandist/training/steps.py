@@ -61,8 +61,10 @@ class GANParts:
         # accelerate's unwrap_model probes for optional packages on every call (importlib
         # find_spec, a stat per sys.path entry); the unwrapped modules never change, so unwrap
         # once. `dataclasses.replace(parts, D=...)` runs this again.
-        self.G_plain = self.accelerator.unwrap_model(self.G)
-        self.D_plain = self.accelerator.unwrap_model(self.D)
+        # Plain also of torch.compile (accelerate's dynamo backend): exports, the EMA copy and
+        # checkpoint checks need the module's own parameter names, not "_orig_mod.*".
+        self.G_plain = self.accelerator.unwrap_model(self.G, keep_torch_compile=False)
+        self.D_plain = self.accelerator.unwrap_model(self.D, keep_torch_compile=False)
         self.penalty = PENALTIES.get(self.loss_cfg.penalty)
         self.opt_g_direct = _direct(self.opt_g)
         self.opt_d_direct = _direct(self.opt_d)

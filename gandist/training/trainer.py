@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import broadcast_object_list, is_compiled_module
 
 from gandist.config import Config, dump_yaml
 from gandist.data.base import DatasetInfo
@@ -524,6 +524,7 @@ class Trainer:
         )
 
     def _banner(self) -> str:
+        backend = self.acc.state.dynamo_plugin.backend.value.lower()
         return banner(
             self.cfg,
             self.info,
@@ -531,6 +532,7 @@ class Trainer:
             self.acc.num_processes,
             self.acc.device.type,
             self.run_dir,
+            compiled=backend if is_compiled_module(self.parts.G) else "",
         )
 
 

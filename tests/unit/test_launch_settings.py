@@ -24,6 +24,7 @@ from gandist.training.distributed import (
     build_accelerator,
     cpu_bf16_notice,
     cpu_has_native_bf16,
+    dynamo_conflict,
     precision_conflict,
     resolve_precision,
 )
@@ -119,6 +120,30 @@ def test_launched_precision_is_checked_before_the_accelerator_exists(
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launched)
     cfg = from_dict({"train": overrides})
     with pytest.raises(ValueError, match=match):
+        build_accelerator(cfg, log_with=None)
+
+
+# ---------------------------------------------------------------- torch.compile (dynamo)
+
+
+def test_a_gradient_penalty_under_accelerates_compile_is_refused_with_the_launch_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`accelerate launch --dynamo_backend inductor` on WGAN-GP died inside torch in the first
+    critic step (a compiled backward cannot be differentiated again); now it stops before the
+    Accelerator exists, naming the variable, the flag and the fix."""
+    env = {"ACCELERATE_DYNAMO_BACKEND": "INDUCTOR"}  # the enum value accelerate launch sets
+    for penalty in ("gp", "r1"):
+        text = dynamo_conflict(penalty, env)
+        assert text is not None and f"loss.penalty={penalty}" in text
+        assert "ACCELERATE_DYNAMO_BACKEND=inductor" in text and "--dynamo_backend no" in text
+    assert dynamo_conflict("clip", env) is None  # weight clipping: no second derivative
+    assert dynamo_conflict("none", env) is None
+    assert dynamo_conflict("gp", {"ACCELERATE_DYNAMO_BACKEND": "NO"}) is None
+    assert dynamo_conflict("gp", {}) is None
+    monkeypatch.setenv("ACCELERATE_DYNAMO_BACKEND", "INDUCTOR")
+    with pytest.raises(ValueError, match=r"loss.penalty=gp needs the gradient of the critic"):
+        cfg = from_dict({"loss": {"penalty": "gp"}, "model": {"d_norm": "layer"}})
         build_accelerator(cfg, log_with=None)
 
 
