@@ -139,6 +139,10 @@ class LossConfig:
     # model.aux_twin (TAC-GAN): the twin classifier's terms weigh twin_weight x aux_weight; 1 is
     # TAC-GAN's objective, in which ACGAN's bias cancels; below 1 cancels part of it.
     twin_weight: float = 1.0
+    # ACGAN: G's classifier term lets go of a label (multi) or sample (class) once D's classifier
+    # gives the requested label this probability; 0: off. A satisfied scene then earns G nothing
+    # more from the classifier, so nothing rewards drawing the one most readable scene.
+    aux_g_confidence: float = 0.0
 
 
 @dataclass

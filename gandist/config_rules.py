@@ -168,6 +168,18 @@ def _validate_techniques(cfg: Config, origin: str) -> None:
         raise fail(
             origin, "loss.twin_weight", f"must be >= 0 (1: TAC-GAN), got {cfg.loss.twin_weight}"
         )
+    conf = cfg.loss.aux_g_confidence
+    if not 0 <= conf < 1:
+        raise fail(
+            origin, "loss.aux_g_confidence", f"is a probability in [0, 1) (0: off), got {conf}"
+        )
+    if conf > 0 and m.condition != "acgan":
+        raise fail(
+            origin,
+            "loss.aux_g_confidence",
+            "caps G's term from an ACGAN classifier; set model.condition: acgan "
+            f"(got {m.condition!r}) or loss.aux_g_confidence: 0",
+        )
     if m.aux_twin and m.condition != "acgan":
         raise fail(
             origin,

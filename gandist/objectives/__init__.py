@@ -6,6 +6,7 @@ from gandist.objectives.losses import (
     LOSSES,
     AdversarialLoss,
     aux_loss,
+    capped_aux_loss,
     wasserstein_estimate,
 )
 from gandist.objectives.penalties import (
@@ -19,6 +20,7 @@ __all__ = [
     "LOSSES",
     "AdversarialLoss",
     "aux_loss",
+    "capped_aux_loss",
     "clip_weights_",
     "gradient_penalty",
     "interpolate",

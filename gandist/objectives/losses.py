@@ -7,6 +7,7 @@ softplus (log(1 + e^x)), which never overflows, instead of log(sigmoid(x)).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -83,6 +84,27 @@ def aux_loss(aux_logits: Tensor, y: Tensor, label_type: str) -> Tensor:
     if label_type == "multi":
         return F.binary_cross_entropy_with_logits(aux_logits, y.to(aux_logits.dtype))
     raise ValueError(f"aux_loss needs class or multi labels, got label_type {label_type!r}")
+
+
+def capped_aux_loss(aux_logits: Tensor, y: Tensor, label_type: str, confidence: float) -> Tensor:
+    """G's side of the ACGAN classifier loss, with `loss.aux_g_confidence` (0 < p < 1): each
+    label's BCE (multi) or each sample's cross-entropy (class) counts only above -log(p), so an
+    element D's classifier already reads with probability >= p adds neither loss nor gradient.
+
+    With the plain loss, G gains most by drawing for each condition the one image the classifier
+    reads best, which costs it the use of z; capped, a readable image is as good as the most
+    readable one, and the adversarial term alone decides among them. (The same reasoning as the
+    margins of ReACGAN's data-to-data loss, Kang et al. 2021, here on the plain classifier.)
+    """
+    if label_type == "class":
+        per = F.cross_entropy(aux_logits, y.long().view(-1), reduction="none")
+    elif label_type == "multi":
+        per = F.binary_cross_entropy_with_logits(
+            aux_logits, y.to(aux_logits.dtype), reduction="none"
+        )
+    else:
+        raise ValueError(f"aux_loss needs class or multi labels, got label_type {label_type!r}")
+    return F.relu(per + math.log(confidence)).mean()
 
 
 def split_twin(aux_logits: Tensor, twin: bool) -> tuple[Tensor, Tensor | None]:

@@ -21,7 +21,12 @@ from torch import nn
 
 from gandist.config import LossConfig
 from gandist.objectives.augment import Params, augment
-from gandist.objectives.losses import aux_loss, split_twin, wasserstein_estimate
+from gandist.objectives.losses import (
+    aux_loss,
+    capped_aux_loss,
+    split_twin,
+    wasserstein_estimate,
+)
 from gandist.objectives.mode_seeking import mode_seeking_loss, paired_conditions
 from gandist.objectives.penalties import PENALTIES, Penalty
 from gandist.training.critic_view import penalty_inputs
@@ -238,8 +243,10 @@ def generator_step(
                 weight = parts.loss_cfg.aux_weight
                 fake_cls, fake_twin = split_twin(_at_least_fp32(fake_aux), parts.twin)
                 aux = aux_loss(fake_cls, y, parts.label_type)
-                loss = loss + weight * aux
-                metrics["g/loss_aux"] = aux.detach()
+                conf = parts.loss_cfg.aux_g_confidence
+                term = capped_aux_loss(fake_cls, y, parts.label_type, conf) if conf else aux
+                loss = loss + weight * term
+                metrics["g/loss_aux"] = aux.detach()  # uncapped: comparable across settings
                 if fake_twin is not None:  # TAC-GAN: G maximises the twin's loss
                     twin = aux_loss(fake_twin, y, parts.label_type)
                     loss = loss - weight * parts.loss_cfg.twin_weight * twin

@@ -65,6 +65,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
             "model.d_norm=layer",
             "model.aux_project=true",  # label term in the real/fake logit, beside the classifier
             "loss.aux_fake=false",
+            "loss.aux_g_confidence=0.5",  # G's classifier term capped per sample
         ],
     ),
 }

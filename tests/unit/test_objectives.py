@@ -16,6 +16,7 @@ from gandist.models import build_discriminator
 from gandist.objectives import (
     LOSSES,
     aux_loss,
+    capped_aux_loss,
     clip_weights_,
     gradient_penalty,
     interpolate,
@@ -125,6 +126,42 @@ def test_aux_loss_multi_is_bce_with_logits():
     assert aux_loss(logits, y, "multi").item() == pytest.approx(manual, rel=1e-6)
     with pytest.raises(ValueError):
         aux_loss(logits, y, "none")
+
+
+def test_capped_aux_loss_lets_go_of_what_the_classifier_already_reads():
+    """loss.aux_g_confidence p: each label's BCE counts only above -log p, so labels read with
+    probability >= p give G no loss and no gradient; the others keep the plain gradient."""
+    logits = torch.tensor([[4.0, -4.0, 0.0], [-4.0, 4.0, 1.0]], requires_grad=True)
+    y = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # first two of row 0 read well (p 0.98)
+    p = 0.9
+    capped = capped_aux_loss(logits, y, "multi", p)
+    per = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    assert capped.item() == pytest.approx((per - math.log(1 / p)).clamp_min(0).mean().item())
+    (grad,) = torch.autograd.grad(capped, logits)
+    plain = F.binary_cross_entropy_with_logits(logits, y)
+    (grad_plain,) = torch.autograd.grad(plain, logits)
+    readable = torch.tensor([[True, True, False], [False, False, False]])
+    assert (grad[readable] == 0).all() and (grad_plain[readable] != 0).all()
+    assert torch.equal(grad[~readable], grad_plain[~readable])
+    # class labels: per sample, on the cross-entropy
+    cls = torch.tensor([[6.0, 0.0, 0.0], [0.0, 0.5, 0.0]])
+    yc = torch.tensor([0, 1])
+    ce = F.cross_entropy(cls, yc, reduction="none")  # row 0 p ~0.995, row 1 p ~0.45
+    want = (ce[1] - math.log(1 / p)) / 2
+    assert capped_aux_loss(cls, yc, "class", p).item() == pytest.approx(want.item())
+    with pytest.raises(ValueError):
+        capped_aux_loss(cls, yc, "none", p)
+
+
+def test_aux_g_confidence_is_a_probability_for_an_acgan_critic():
+    from gandist.config import ConfigError, from_dict
+
+    assert from_dict({"model": {"condition": "acgan"}, "loss": {"aux_g_confidence": 0.9}})
+    for bad in (1.0, -0.1):
+        with pytest.raises(ConfigError, match=r"loss.aux_g_confidence.*probability in \[0, 1\)"):
+            from_dict({"model": {"condition": "acgan"}, "loss": {"aux_g_confidence": bad}})
+    with pytest.raises(ConfigError, match=r"loss.aux_g_confidence.*model.condition: acgan"):
+        from_dict({"model": {"condition": "project"}, "loss": {"aux_g_confidence": 0.9}})
 
 
 # ---------------------------------------------------------------- penalties: test critics
