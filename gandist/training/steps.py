@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.optimizer import AcceleratedOptimizer
-from accelerate.utils import DistributedType
+from accelerate.utils import DistributedType, is_compiled_module
 from torch import nn
 
 from gandist.config import LossConfig
@@ -68,8 +68,8 @@ class GANParts:
         # once. `dataclasses.replace(parts, D=...)` runs this again.
         # Plain also of torch.compile (accelerate's dynamo backend): exports, the EMA copy and
         # checkpoint checks need the module's own parameter names, not "_orig_mod.*".
-        self.G_plain = self.accelerator.unwrap_model(self.G, keep_torch_compile=False)
-        self.D_plain = self.accelerator.unwrap_model(self.D, keep_torch_compile=False)
+        self.G_plain = _plain(self.accelerator, self.G)
+        self.D_plain = _plain(self.accelerator, self.D)
         self.penalty = PENALTIES.get(self.loss_cfg.penalty)
         self.opt_g_direct = _direct(self.opt_g)
         self.opt_d_direct = _direct(self.opt_d)
@@ -83,6 +83,12 @@ class GANParts:
             and acc.distributed_type in _PLAIN
         )
         self.ddp = acc.use_distributed  # else accelerator.no_sync is a null context
+
+
+def _plain(acc: Accelerator, model: nn.Module) -> nn.Module:
+    """The module under DDP and torch.compile's wrapper (accelerate >= 1.0 keeps the latter)."""
+    model = acc.unwrap_model(model)
+    return model._orig_mod if is_compiled_module(model) else model
 
 
 def backward(parts: GANParts, loss: torch.Tensor) -> None:
