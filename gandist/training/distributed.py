@@ -82,6 +82,36 @@ def dynamo_conflict(penalty: str, env: Mapping[str, str] | None = None) -> str |
     )
 
 
+# accelerate's engines that shard or pipeline the models instead of DDP, by the variable its
+# launcher sets (`accelerate launch --use_fsdp`, ... or `accelerate config`)
+ENGINES = {
+    "ACCELERATE_USE_FSDP": ("FSDP", "--use_fsdp"),
+    "ACCELERATE_USE_DEEPSPEED": ("DeepSpeed", "--use_deepspeed"),
+    "ACCELERATE_USE_MEGATRON_LM": ("Megatron-LM", "--use_megatron_lm"),
+}
+
+
+def engine_conflict(env: Mapping[str, str] | None = None) -> str | None:
+    """Why gandist will not start under accelerate's FSDP, DeepSpeed or Megatron-LM, or None.
+
+    gandist wraps G and D in DDP and its guarantees are DDP's (the gradient penalty through the
+    wrapped critic, BatchNorm statistics averaged by hand, the EMA of the full G, checkpoints of
+    whole modules; docs/distributed-correctness.md). accelerate would swap the wrapper in
+    `prepare` on a GPU (on CPU it ignores the setting), and none of that is tested there.
+    """
+    env = os.environ if env is None else env
+    for var, (name, flag) in ENGINES.items():
+        if env.get(var, "false").strip().lower() == "true":
+            return (
+                f"accelerate was launched with {name} ({var}=true, from `accelerate launch "
+                f"{flag}` or `accelerate config`); gandist trains G and D with DDP, which its "
+                "gradient penalty, BatchNorm averaging, EMA and checkpoints are built and "
+                f"tested for (docs/distributed-correctness.md). Launch without {flag} (answer "
+                "no to it in `accelerate config`): these GANs fit on one device each"
+            )
+    return None
+
+
 def cpu_has_native_bf16() -> bool | None:
     """Whether this x86 CPU does bf16 arithmetic (AVX512-BF16 or AMX); None where torch cannot
     tell (other architectures, or a torch without its private CPU probes)."""
@@ -136,9 +166,9 @@ def build_accelerator(cfg: Config, log_with: str | None) -> Accelerator:
             f"{source}: fp16 needs a CUDA GPU (on CPU accelerate silently runs without a loss "
             "scaler); use train.precision=bf16 or no on this machine"
         )
-    conflict = dynamo_conflict(cfg.loss.penalty)
-    if conflict:
-        raise ValueError(conflict)
+    for conflict in (engine_conflict(), dynamo_conflict(cfg.loss.penalty)):
+        if conflict:
+            raise ValueError(conflict)
     if precision != "no" and t.dtype == "float64":
         raise ValueError(
             f"{source}: train.dtype=float64 cannot be combined with mixed precision; set "

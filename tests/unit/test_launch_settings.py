@@ -25,6 +25,7 @@ from gandist.training.distributed import (
     cpu_bf16_notice,
     cpu_has_native_bf16,
     dynamo_conflict,
+    engine_conflict,
     precision_conflict,
     resolve_precision,
 )
@@ -145,6 +146,23 @@ def test_a_gradient_penalty_under_accelerates_compile_is_refused_with_the_launch
     with pytest.raises(ValueError, match=r"loss.penalty=gp needs the gradient of the critic"):
         cfg = from_dict({"loss": {"penalty": "gp"}, "model": {"d_norm": "layer"}})
         build_accelerator(cfg, log_with=None)
+
+
+def test_fsdp_deepspeed_and_megatron_launches_are_refused_with_the_flag(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """accelerate would replace DDP by FSDP or DeepSpeed on a GPU (and ignore it on CPU); gandist
+    stops at start-up, naming the variable and the launch flag to drop."""
+    assert engine_conflict({}) is None
+    assert engine_conflict({"ACCELERATE_USE_FSDP": "false"}) is None
+    text = engine_conflict({"ACCELERATE_USE_FSDP": "true"})
+    assert text is not None and "FSDP (ACCELERATE_USE_FSDP=true" in text
+    assert "Launch without --use_fsdp" in text
+    text = engine_conflict({"ACCELERATE_USE_DEEPSPEED": "True"})
+    assert text is not None and "--use_deepspeed" in text
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(ValueError, match=r"launched with DeepSpeed"):
+        build_accelerator(from_dict({}), log_with=None)
 
 
 # ---------------------------------------------------------------- W&B settings
