@@ -268,15 +268,17 @@ class Trainer:
         if self.init_from is not None:
             log.message(self.init_from.message)
         log.message(self._banner())
+        lost = self._step_outputs_lost()
         if self.resumed_from is not None and self.step >= t.steps:
+            rescore = "" if lost else f"; `gandist eval {self.run_dir}` scores it"
             log.message(
                 f"the checkpoint is at train.steps={t.steps}: nothing left to train (raise "
-                f"train.steps to continue; `gandist eval {self.run_dir}` scores it)"
+                f"train.steps to continue{rescore})"
             )
         self.last_ckpt = self.resumed_from
         window_t, window_img = time.perf_counter(), 0
         final_eval: dict[str, float] | None = None
-        if self._step_outputs_lost():
+        if lost:
             log.message(
                 f"step {self.step}'s evaluation and samples did not finish before the run "
                 "stopped (its checkpoint is written first): doing them now"

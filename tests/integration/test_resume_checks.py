@@ -89,6 +89,7 @@ def test_checkpoint_comes_before_the_evaluation(tmp_path: Path, capsys) -> None:
     assert result.step == 3 and result.checkpoint == t.run_dir / "checkpoints" / "step_3"
     assert "nothing left to train (raise train.steps to continue" in out
     assert "step 3's evaluation and samples did not finish before the run stopped" in out
+    assert "gandist eval" not in out  # it is being scored now
     assert calls == [(3, False), (3, True)]  # the recipe scores the last step twice
     assert read_metrics(t.run_dir)[-1] == {
         **read_metrics(t.run_dir)[-1],
@@ -101,5 +102,7 @@ def test_checkpoint_comes_before_the_evaluation(tmp_path: Path, capsys) -> None:
     calls.clear()
     t2 = new_trainer(tmp_path, "train.steps=3", "train.resume=auto")
     t2.evaluate = scores  # type: ignore[method-assign]
+    capsys.readouterr()
     t2.fit()
     assert calls == []
+    assert f"`gandist eval {t.run_dir}` scores it" in capsys.readouterr().out
