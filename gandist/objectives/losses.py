@@ -74,37 +74,40 @@ for _loss in (
     LOSSES.register(_loss.name)(_loss)
 
 
-def aux_loss(aux_logits: Tensor, y: Tensor, label_type: str) -> Tensor:
-    """ACGAN classifier loss on raw logits (cross_entropy applies log-softmax itself).
-
-    "class": y int64 (B,); "multi": y multi-hot (B, K), one independent sigmoid per label.
-    """
+def aux_losses(aux_logits: Tensor, y: Tensor, label_type: str) -> Tensor:
+    """ACGAN classifier loss per element, on raw logits (cross_entropy applies log-softmax
+    itself): "class": y int64 (B,) -> (B,); "multi": y multi-hot (B, K), one independent sigmoid
+    per label -> (B, K)."""
     if label_type == "class":
-        return F.cross_entropy(aux_logits, y.long().view(-1))
+        return F.cross_entropy(aux_logits, y.long().view(-1), reduction="none")
     if label_type == "multi":
-        return F.binary_cross_entropy_with_logits(aux_logits, y.to(aux_logits.dtype))
+        return F.binary_cross_entropy_with_logits(
+            aux_logits, y.to(aux_logits.dtype), reduction="none"
+        )
     raise ValueError(f"aux_loss needs class or multi labels, got label_type {label_type!r}")
 
 
-def capped_aux_loss(aux_logits: Tensor, y: Tensor, label_type: str, confidence: float) -> Tensor:
-    """G's side of the ACGAN classifier loss, with `loss.aux_g_confidence` (0 < p < 1): each
-    label's BCE (multi) or each sample's cross-entropy (class) counts only above -log(p), so an
-    element D's classifier already reads with probability >= p adds neither loss nor gradient.
+def aux_loss(aux_logits: Tensor, y: Tensor, label_type: str) -> Tensor:
+    """The ACGAN classifier loss: the mean of `aux_losses`."""
+    return aux_losses(aux_logits, y, label_type).mean()
+
+
+def capped_mean(per: Tensor, confidence: float) -> Tensor:
+    """`loss.aux_g_confidence` (0 < p < 1) on per-element classifier losses: each counts only
+    above -log(p), so an element D's classifier already reads with probability >= p adds neither
+    loss nor gradient.
 
     With the plain loss, G gains most by drawing for each condition the one image the classifier
     reads best, which costs it the use of z; capped, a readable image is as good as the most
     readable one, and the adversarial term alone decides among them. (The same reasoning as the
     margins of ReACGAN's data-to-data loss, Kang et al. 2021, here on the plain classifier.)
     """
-    if label_type == "class":
-        per = F.cross_entropy(aux_logits, y.long().view(-1), reduction="none")
-    elif label_type == "multi":
-        per = F.binary_cross_entropy_with_logits(
-            aux_logits, y.to(aux_logits.dtype), reduction="none"
-        )
-    else:
-        raise ValueError(f"aux_loss needs class or multi labels, got label_type {label_type!r}")
     return F.relu(per + math.log(confidence)).mean()
+
+
+def capped_aux_loss(aux_logits: Tensor, y: Tensor, label_type: str, confidence: float) -> Tensor:
+    """G's side of the ACGAN classifier loss with `loss.aux_g_confidence` (see `capped_mean`)."""
+    return capped_mean(aux_losses(aux_logits, y, label_type), confidence)
 
 
 def split_twin(aux_logits: Tensor, twin: bool) -> tuple[Tensor, Tensor | None]:

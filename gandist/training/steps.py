@@ -23,7 +23,8 @@ from gandist.config import LossConfig
 from gandist.objectives.augment import Params, augment
 from gandist.objectives.losses import (
     aux_loss,
-    capped_aux_loss,
+    aux_losses,
+    capped_mean,
     split_twin,
     wasserstein_estimate,
 )
@@ -248,9 +249,10 @@ def generator_step(
             if fake_aux is not None:
                 weight = parts.loss_cfg.aux_weight
                 fake_cls, fake_twin = split_twin(_at_least_fp32(fake_aux), parts.twin)
-                aux = aux_loss(fake_cls, y, parts.label_type)
+                per = aux_losses(fake_cls, y, parts.label_type)
+                aux = per.mean()
                 conf = parts.loss_cfg.aux_g_confidence
-                term = capped_aux_loss(fake_cls, y, parts.label_type, conf) if conf else aux
+                term = capped_mean(per, conf) if conf else aux
                 loss = loss + weight * term
                 metrics["g/loss_aux"] = aux.detach()  # uncapped: comparable across settings
                 if fake_twin is not None:  # TAC-GAN: G maximises the twin's loss
