@@ -49,7 +49,7 @@ EQUIVALENT: dict[str, tuple[str, list[str]]] = {
         ],
     ),
     # the recipe's ACGAN critic: a multi-label classifier that learns the real images' labels
-    # only (loss.aux_fake false, weight 40), beside a projection term (model.aux_project)
+    # only (loss.aux_fake false, weight 30), beside a projection term (model.aux_project)
     "acgan-multilabel-realonly": (
         "cdcgan_shapes.yaml",
         ["data.n_samples=64", "data.image_size=32", "model.g_norm=layer", "model.d_norm=layer"],
