@@ -10,7 +10,7 @@ table builders use this module without loading a training stack.
       metrics.jsonl          one JSON object per logged step
       eval.json              the final scores (when an extractor is available)
       evals/step_N-<x>.json  scores written later by `gandist eval`
-      samples/step_N.png     sample grids; loss_curves.png, samples.gif
+      samples/step_N.png     sample grids; loss_curves.png, training.gif
       checkpoints/latest     names the newest complete checkpoint
       checkpoints/step_N/    trainer_state.json, config.yaml, *.safetensors, accelerate state
 """

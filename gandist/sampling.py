@@ -1,7 +1,8 @@
 """`gandist sample`: images or points from a checkpoint's safetensors export and config only.
 
 Nothing pickled is read, so sampling a checkpoint from elsewhere cannot execute code, and no
-data set has to be present: the data description travels in `trainer_state.json`.
+data set has to be present: the data description travels in `trainer_state.json` (only
+rejection sampling reads real data, to calibrate the critic).
 """
 
 from __future__ import annotations

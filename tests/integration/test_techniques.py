@@ -2,7 +2,10 @@
 and learning-rate schedules (optim.*.schedule) together.
 
 - A run stopped at a random step and resumed with train.resume=auto ends bit for bit where the
-  uninterrupted run ends, and logs the same learning rates at every step (float32, 1 process).
+  uninterrupted run ends, and logs the same learning rates at every step (float32, 1 process):
+  WGAN-GP with those three, and the ACGAN critic with every technique of its own (mode seeking,
+  the twin classifier, the classifier's own view, conditional norm in G, sum pooling, the capped
+  classifier term, EMA; and the projection term, which cannot be packed, on its own).
 - 1 and 2 processes (gloo, float64) train to the same G and D within 1e-10, for GP and R1, with
   and without conditioning, and for the ACGAN critic's twin and projection terms and its
   classifier's own view (train.augment_aux; tests/integration/techniques_worlds.py).
@@ -48,13 +51,39 @@ def learning_rates(run_dir: Path) -> dict[int, tuple[float, float]]:
     return out
 
 
-def test_resumed_run_with_every_technique_equals_uninterrupted(tmp_path: Path) -> None:
-    path = REPO / "configs" / "wgan_gp_digits.yaml"
+# recipe -> the techniques beside TECHNIQUES that only its critic takes
+RESUMED = {
+    "wgan_gp": ("wgan_gp_digits.yaml", []),
+    "acgan": (
+        "acgan_digits.yaml",
+        [
+            "loss.mode_seeking=1.0",
+            "model.aux_twin=true",
+            "train.augment_aux=translation",
+            "model.g_cond_norm=true",
+            "model.d_pool=sum",
+            "loss.aux_g_confidence=0.5",
+            "train.ema=true",
+        ],
+    ),
+    "acgan-project": (
+        "acgan_digits.yaml",
+        ["model.aux_project=true", "model.pack=1", "loss.aux_fake=false", "train.ema=true"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(RESUMED))
+def test_resumed_run_with_every_technique_equals_uninterrupted(case: str, tmp_path: Path) -> None:
+    recipe, own = RESUMED[case]
+    path = REPO / "configs" / recipe
     data_root, steps = tmp_path / "data", 7
-    r = random.Random("techniques").randint(1, steps - 1)
+    r = random.Random(f"techniques-{case}").randint(1, steps - 1)
 
     def config(*extra: str):
-        return recipe_config(path, data_root, tmp_path, *TECHNIQUES, f"train.steps={steps}", *extra)
+        return recipe_config(
+            path, data_root, tmp_path, *TECHNIQUES, *own, f"train.steps={steps}", *extra
+        )
 
     straight = train(config("train.run_name=straight"))
     first = train(config("train.run_name=chain"), stop_after=r)

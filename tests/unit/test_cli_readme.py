@@ -1,5 +1,7 @@
-"""Every `gandist ...` command line in the README and docs parses as written (options and dotted
-overrides in any order), so the documentation cannot drift from the CLI."""
+"""Every `gandist ...` command line in the README and docs (also after `torchrun ... -m` or
+`accelerate launch ... -m`) parses as written (options and dotted overrides in any order), and
+each `gandist train` / `gandist config` of a shipped config resolves with its overrides, so the
+documentation cannot drift from the CLI or the config keys."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gandist.cli import parse
+from gandist.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -30,6 +33,7 @@ def documented_commands() -> list[tuple[str, str]]:
                 continue
             pending = ""
             text = re.sub(r"^(\$\(BIN\)/|\.venv/bin/|\$ )", "", text)
+            text = re.sub(r"^(torchrun|accelerate launch|python) .*?-m gandist ", "gandist ", text)
             if fenced and text.startswith("gandist "):
                 found.append((f"{doc.name}:{n}", text))
     return found
@@ -49,6 +53,35 @@ def test_documented_command_parses(where: str, command: str) -> None:
         parse(argv)
     except SystemExit as exc:  # argparse reports a bad command line by exiting 2
         pytest.fail(f"{where}: `{command}` does not parse (exit {exc.code})")
+
+
+def resolvable(command: str) -> bool:
+    """A train/config command of a config in this checkout, without shell placeholders."""
+    argv = shlex.split(command)[1:]
+    return (
+        len(argv) >= 2
+        and argv[0] in ("train", "config")
+        and (REPO / argv[1]).is_file()
+        and not any(c in command for c in "$<")
+    )
+
+
+RESOLVED = [(w, c) for w, c in COMMANDS if resolvable(c)]
+
+
+def test_launcher_lines_are_found() -> None:
+    assert any("-m gandist" in line for line in (REPO / "README.md").read_text().splitlines())
+    assert any(w.startswith("README.md") and "dcgan_digits" in c for w, c in COMMANDS)
+    assert len(RESOLVED) > 10
+
+
+@pytest.mark.parametrize(("where", "command"), RESOLVED, ids=[w for w, _ in RESOLVED])
+def test_documented_config_resolves(where: str, command: str) -> None:
+    args = parse(shlex.split(command)[1:])
+    try:
+        load_config(REPO / args.config, args.overrides)
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as exc:
+        pytest.fail(f"{where}: `{command}`: {exc}")
 
 
 def test_overrides_after_options() -> None:
