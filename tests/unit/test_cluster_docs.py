@@ -1,5 +1,5 @@
-"""docs/cluster.md's SLURM "Variables" section names every GANDIST_* variable the SLURM scripts read, so a
-new knob cannot ship undocumented (text only; tests/cluster/ runs the scripts)."""
+"""docs/cluster.md's SLURM "Variables" section names every GANDIST_* variable the SLURM scripts
+read, so a new knob cannot ship undocumented (text only; tests/cluster/ runs the scripts)."""
 
 from __future__ import annotations
 
