@@ -72,7 +72,7 @@ def _write_auto_shards(cfg: DataConfig, out: Path) -> None:
     from gandist.data.shards.write import write_shards
 
     # Small data sets still get AUTO_SHARDS shards (enough for 4 processes x 4 workers).
-    write_shards(
+    report = write_shards(
         cfg.source,
         out,
         image_size=cfg.image_size,
@@ -83,6 +83,11 @@ def _write_auto_shards(cfg: DataConfig, out: Path) -> None:
         progress=False,
     )
     print(f"gandist: wrote shards of {cfg.source} to {out}", flush=True)
+    if report.skipped:  # what training will not see, named (gandist shard's own summary lines)
+        lines = report.summary().splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("skipped "))
+        end = next((i for i, line in enumerate(lines) if line.startswith("converted ")), None)
+        print("gandist: " + "\n  ".join(lines[start:end]), flush=True)
 
 
 def _writable(directory: Path) -> bool:

@@ -8,17 +8,22 @@ and every run and `gandist eval` on the same data compares against the same real
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from gandist.config import DataConfig
 from gandist.data.base import DatasetInfo
 from gandist.data.keys import dataset_key, source_name
-from gandist.data.pipeline import open_stream
+from gandist.data.pipeline import open_stream, uses_shards
+from gandist.data.shards.stream import TooFewSamples
+from gandist.data.sources.pil import ImageReadError
 from gandist.data.sources.registry import load_source
 from gandist.data.stream import BatchStream
 from gandist.evaluation.image_metrics import thumbnails
@@ -34,16 +39,51 @@ def reference_path(
     return directory / f"{name}.safetensors"
 
 
+def reads_shards(data: DataConfig) -> bool:
+    """Whether real samples are read out of shards: `shards:` sources, and image folders that
+    train from their auto-written shards, so the scores compare against what training saw
+    (unreadable files skipped as the shard writer skips them), not the raw folder."""
+    name = source_name(data.source)
+    return name == "shards" or (name == "folder" and uses_shards(data))
+
+
 def real_samples(data: DataConfig, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Up to n real (images, labels), drawn without replacement (all of a smaller data set)."""
-    if source_name(data.source) == "shards":
+    if reads_shards(data):
         return stream_samples(shard_reader(data, seed), n)
     src = load_source(dataclasses.replace(data, shards="off"))
-    idx = torch.randperm(len(src), generator=torch.Generator().manual_seed(seed))[:n]
+    order = torch.randperm(len(src), generator=torch.Generator().manual_seed(seed))
     if src.tensors is not None:
+        idx = order[:n]
         return src.tensors[0][idx], src.tensors[1][idx]
-    items = [src.dataset[i] for i in idx.tolist()]
+    items = readable_items(src.dataset, order.tolist(), n)
     return torch.stack([x for x, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items])
+
+
+def readable_items(dataset: Dataset, order: list[int], n: int) -> list[tuple[Any, Any]]:
+    """The first n items of `order` that decode; unreadable image files are skipped (and named
+    on stderr) as the shard writer skips them, rather than failing an evaluation at the end of
+    a run (data.shards=off reads the folder itself)."""
+    items: list[tuple[Any, Any]] = []
+    skipped: list[str] = []
+    for i in order:
+        if len(items) == n:
+            break
+        try:
+            items.append(dataset[i])
+        except ImageReadError as exc:
+            skipped.append(exc.path)
+    if skipped:
+        more = f" and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+        print(
+            f"gandist: real samples: skipped {len(skipped)} unreadable image "
+            f"file{'s' if len(skipped) > 1 else ''} ({skipped[0]}{more})",
+            file=sys.stderr,
+            flush=True,
+        )
+    if not items:
+        raise ValueError(f"no readable image among the {len(order)} files of the data set")
+    return items
 
 
 def samples_in_memory(info: DatasetInfo, n: int, max_bytes: int) -> int:
@@ -56,8 +96,16 @@ def samples_in_memory(info: DatasetInfo, n: int, max_bytes: int) -> int:
 
 def shard_reader(data: DataConfig, seed: int) -> BatchStream:
     """A one-process stream over shards for reading samples out, in batches small enough for
-    any data set that can train (a batch of 256 would refuse shards of 200 samples)."""
-    return open_stream(data, READ_BATCH, 0, 1, seed, True, lambda: None)
+    any data set that can train (a batch of 256 would refuse shards of 200 samples). Its loader
+    workers decode in parallel; a set too small to give each of them a batch (a small image
+    folder's auto shards) is read in this process instead."""
+    try:
+        return open_stream(data, READ_BATCH, 0, 1, seed, True, lambda: None)
+    except TooFewSamples:
+        if data.workers == 0:
+            raise
+        alone = dataclasses.replace(data, workers=0)
+        return open_stream(alone, READ_BATCH, 0, 1, seed, True, lambda: None)
 
 
 def stream_samples(stream: BatchStream, n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from gandist.config import DataConfig
 from gandist.data.base import SourceData
-from gandist.data.keys import dataset_key, source_name
+from gandist.data.keys import dataset_key
 from gandist.data.sources.registry import load_source
 from gandist.evaluation.classifier import (
     EvaluatorNet,
@@ -26,7 +26,12 @@ from gandist.evaluation.classifier import (
     save_evaluator,
 )
 from gandist.evaluation.image_metrics import label_agreement
-from gandist.evaluation.reference import samples_in_memory, shard_reader, stream_samples
+from gandist.evaluation.reference import (
+    reads_shards,
+    samples_in_memory,
+    shard_reader,
+    stream_samples,
+)
 from gandist.objectives.losses import aux_loss
 
 TARGET_STEPS = 1000  # epochs=0 trains about this many batches
@@ -62,9 +67,10 @@ def weak_evaluator_warning(spec: EvaluatorSpec) -> str | None:
 
 
 def _labelled_data(data: DataConfig, seed: int) -> SourceData:
-    """The source's samples; shards (the only copy a cluster user may have) are read through
-    the shuffled stream into memory, at most SHARD_BYTES of images, and say so when capped."""
-    if source_name(data.source) != "shards":
+    """The source's samples; shards (the only copy a cluster user may have, and an image
+    folder's auto shards, which training reads) are read through the shuffled stream into
+    memory, at most SHARD_BYTES of images, and say so when capped."""
+    if not reads_shards(data):
         return load_source(dataclasses.replace(data, shards="off"))
     stream = shard_reader(data, seed)
     info = stream.info

@@ -47,10 +47,15 @@ def summary(
     checkpoint: Path | None,
     wandb_dir: Path | None,
     wandb_mode: str,
+    stopped_of: int = 0,
 ) -> str:
-    """The block printed when a run ends: where everything went."""
+    """The block printed when a run ends: where everything went. `stopped_of`: the run was
+    stopped by a signal before its train.steps (this many), which the first line says."""
+    first = f"done: {step} steps"
+    if stopped_of:
+        first = f"stopped at step {step} of {stopped_of} (continue with train.resume=auto)"
     lines = [
-        f"done: {step} steps",
+        first,
         f"  run directory : {run_dir}",
         f"  sample grids  : {samples_dir}",
         f"  checkpoint    : {checkpoint}",

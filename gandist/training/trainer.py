@@ -395,7 +395,10 @@ class Trainer:
         )
         if acc.is_main_process:
             r = result
-            text = summary(r.step, r.run_dir, r.samples_dir, r.checkpoint, r.wandb_dir, self.mode)
+            stopped_of = self.cfg.train.steps if preempted else 0
+            text = summary(
+                r.step, r.run_dir, r.samples_dir, r.checkpoint, r.wandb_dir, self.mode, stopped_of
+            )
             print(text, flush=True)
         return result
 

@@ -171,8 +171,12 @@ def test_single_process_exit_code_is_documented(workdir: Path) -> None:
     proc = start(args, workdir)
     wait_for_step(workdir / "runs" / "one", 3, proc)
     os.kill(proc.pid, signal.SIGTERM)
-    proc.communicate(timeout=60)
+    out, _ = proc.communicate(timeout=60)
     assert proc.returncode == EXIT_PREEMPTED
+    status = json.loads((workdir / "runs" / "one" / "status.json").read_text())
+    # the closing block says it stopped, not "done"
+    assert f"stopped at step {status['step']} of 100000 (continue with train.resume=auto)" in out
+    assert "done:" not in out
 
 
 def _kill_9(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from pathlib import Path
@@ -461,3 +462,78 @@ def test_train_evaluator_warns_when_it_is_too_weak_to_read_cond_accuracy(
     if warned:
         assert "after 2 epochs" in err and "--epochs 6" in err
     assert load_evaluator(out)[1].epochs == 2
+
+
+def _folder_with_a_broken_file(root: Path) -> Path:
+    from PIL import Image
+
+    for c, name in enumerate(("cat", "dog")):
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            Image.new("RGB", (10, 10), (200 * c, 100, 50 + i)).save(root / name / f"{i}.png")
+    (root / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    return root
+
+
+def test_real_samples_of_a_folder_skip_unreadable_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A corrupt file in a user's folder failed the run's final evaluation (status failed) though
+    training had skipped it: the folder's auto shards are read as training reads them, and a
+    folder read directly (data.shards=off) skips the file and names it."""
+    root = _folder_with_a_broken_file(tmp_path / "pets")
+    auto = DataConfig(source=f"folder:{root}", image_size=8, root=str(tmp_path / "data"))
+    x, y = real_samples(auto, 100, 0)
+    assert len(x) <= 24 and sorted(set(y.tolist())) == [0, 1]
+    assert (tmp_path / "data" / "shards").is_dir()  # the shards training writes and reads
+    direct = dataclasses.replace(auto, shards="off")
+    x, y = real_samples(direct, 100, 0)
+    assert len(x) == 24 and x.shape[1:] == (3, 8, 8)
+    assert "skipped 1 unreadable image file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_unreadable_file_in_training_names_file_and_fix(tmp_path: Path, workers: int) -> None:
+    """data.shards=off reads the folder itself: a corrupt file stops the run with one line
+    naming it and the fix, also when a loader worker process hit it (torch re-raises it from
+    the worker's report; it was a RuntimeError holding the worker's traceback)."""
+    from gandist.data.sources.pil import ImageReadError
+    from gandist.data.sources.registry import load_source
+    from gandist.data.stream import RankBatchStream
+
+    root = _folder_with_a_broken_file(tmp_path / "pets")
+    src = load_source(DataConfig(source=f"folder:{root}", image_size=8, shards="off"))
+    stream = RankBatchStream(src, 25, workers=workers)
+    with pytest.raises(ImageReadError) as e:
+        next(stream)
+    assert e.value.path.endswith("broken.png") and "\n" not in str(e.value)
+    assert str(e.value).startswith(f"cannot read image {root / 'cat' / 'broken.png'}: ")
+    assert "data.shards=auto" in str(e.value)
+    assert isinstance(e.value, ValueError)
+
+
+def test_gandist_train_reports_an_unreadable_file_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from gandist.cli import main
+
+    root = _folder_with_a_broken_file(tmp_path / "pets")
+    code = main(
+        [
+            "train",
+            str(Path(__file__).resolve().parents[2] / "configs" / "gan_mlp_digits.yaml"),
+            f"data.source=folder:{root}",
+            "data.shards=off",
+            "data.image_size=8",
+            "data.workers=1",
+            "model.pack=1",
+            "train.batch_size=25",
+            "train.steps=2",
+            f"train.output_dir={tmp_path / 'runs'}",
+            "tracking.wandb=disabled",
+            "eval.every=0",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"gandist: error: cannot read image {root / 'cat' / 'broken.png'}: " in err

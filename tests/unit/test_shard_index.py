@@ -312,3 +312,20 @@ def test_help_lists_shard_index_and_shard_still_takes_a_source(tmp_path: Path) -
     assert "shard index" in text
     args = build_parser().parse_args(["shard", "digits", str(tmp_path)])
     assert (args.source, args.out_dir) == ("digits", str(tmp_path))
+
+
+def test_shards_written_class_by_class_are_named(tmp_path: Path) -> None:
+    """Foreign shards cut from a class-sorted list give batches of one class: the index says so
+    and what to do; shuffled ones get no such note."""
+    sorted_dir = write_wds(tmp_path / "sorted", n=80, per_shard=20, sample=_by_class)
+    _, notes = index_shards(str(sorted_dir), workers=1, progress=None)
+    note = " ".join(notes)
+    assert "4 of 4 shards hold a single class" in note and "data.shuffle_buffer" in note
+    mixed = write_wds(tmp_path / "mixed", n=80, per_shard=20)
+    _, notes = index_shards(str(mixed), workers=1, progress=None)
+    assert not any("single class" in n for n in notes)
+
+
+def _by_class(i: int) -> dict[str, object]:
+    img, _ = digit(i)
+    return {"jpg": img, "cls": i // 20}

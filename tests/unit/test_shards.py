@@ -464,3 +464,30 @@ def test_cli_rejects_size_with_bytes(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_cli_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["shard", "toy2d:ring8", str(tmp_path)]) == 2
     assert "not images" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- sample order
+
+
+def test_folder_stored_class_by_class_gives_mixed_shards(tmp_path: Path) -> None:
+    """Shards cut in folder order would hold one class each, and a loader worker streams whole
+    shards: batches of one class. Every shard is a random sample of the data set instead, the
+    same one on every run, with each file in exactly one shard."""
+    root = tmp_path / "imgs"
+    for name in ("a", "b", "c"):
+        image_folder(root / name, 20, size=8)
+    out = tmp_path / "out"
+    shard(f"folder:{root}", out, image_size=8, shard_size=10)
+    per_shard = []
+    for entry in read_manifest(out).shards:
+        with tarfile.open(out / entry.name) as tar:
+            keys = [m.name.split(".", 1)[0] for m in tar.getmembers() if m.name.endswith(".cls")]
+        per_shard.append(keys)
+    assert len(per_shard) == 6 and all(len(keys) == 10 for keys in per_shard)
+    assert sorted(k for keys in per_shard for k in keys) == sorted(
+        f"{c}/img_{i}" for c in "abc" for i in range(20)
+    )
+    assert all(len({k.split("/")[0] for k in keys}) >= 2 for keys in per_shard)
+    before = shard_bytes_of(out)
+    shard(f"folder:{root}", tmp_path / "again", image_size=8, shard_size=10)
+    assert shard_bytes_of(tmp_path / "again") == before

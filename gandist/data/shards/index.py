@@ -146,6 +146,7 @@ class ShardScan:
     gray: int = 0  # samples whose image is grayscale
     cls: int = 0  # samples with an integer .cls
     cls_max: int = -1
+    classes: set[int] = field(default_factory=set)  # the distinct .cls values
     multi: int = 0  # samples with a .json list of label indices
     multi_max: int = -1
     fields: Counter = field(default_factory=Counter)  # (kind, member holding the label) -> samples
@@ -203,6 +204,7 @@ def _labels(sample: dict[str, Any], scan: ShardScan, where: str) -> None:
             )
         scan.cls += 1
         scan.cls_max = max(scan.cls_max, int(text))
+        scan.classes.add(int(text))
         scan.fields["class", classes[0]] += 1
     for name in label_fields(sample, "json"):
         try:
@@ -277,6 +279,24 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def _class_sorted_note(scans: list[ShardScan]) -> list[str]:
+    """A note when most shards hold a single class: shards written class by class. A loader
+    worker streams whole shards through its shuffle buffer, so such shards give batches of one
+    or a few classes unless the buffer spans many shards."""
+    filled = [s for s in scans if s.num_samples]
+    single = sum(len(s.classes) == 1 for s in filled)
+    if len(filled) < 2 or single * 2 <= len(filled):
+        return []
+    per_shard = sum(s.num_samples for s in filled) // len(filled)
+    return [
+        f"{single} of {len(filled)} shards hold a single class (written class by class?): each "
+        "loader worker streams whole shards, so batches would hold one or a few classes. "
+        "Write the shards from a shuffled sample order (gandist shard does), or set "
+        f"data.shuffle_buffer to several shards' samples (e.g. {10 * per_shard}; it holds "
+        "encoded samples in each loader worker's memory)"
+    ]
+
+
 def build_manifest(spec: str, scans: list[ShardScan]) -> tuple[Manifest, list[str]]:
     """The manifest of scanned shards, and notes on what was decided for mixed data."""
     notes: list[str] = []
@@ -334,6 +354,8 @@ def build_manifest(spec: str, scans: list[ShardScan]) -> tuple[Manifest, list[st
                 f"only {max(cls, multi)} of {total} samples have a {ext}: training "
                 "unconditionally (every sample needs a label for a conditional model)"
             )
+    if label_type == "class" and num_labels > 1:
+        notes.extend(_class_sorted_note(scans))
     manifest = Manifest(
         source=spec,
         image_size=image_size,

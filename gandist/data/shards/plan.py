@@ -1,8 +1,9 @@
 """What goes where, decided before any pixel is read: the source's items, keys and labels.
 
-Shard i holds source indices [i*S, (i+1)*S) (minus skipped ones), so a re-run produces the same
-keys in the same shards; folder sources take keys from file names and labels from their classes
-or a labels file (gandist.data.shards.labels).
+Each source index has a fixed place in the shards (a permutation of the whole data set,
+gandist.data.shards.tasks.shard_slots, so every shard is a random sample of it), and a re-run
+produces the same keys in the same shards; folder sources take keys from file names and labels
+from their classes or a labels file (gandist.data.shards.labels).
 """
 
 from __future__ import annotations

@@ -262,6 +262,10 @@ class _RankShards(IterableDataset):
 # ---------------------------------------------------------------- the stream
 
 
+class TooFewSamples(ValueError):
+    """The shards cannot fill one batch per process (and loader worker) in an epoch."""
+
+
 class ShardStream:
     """BatchStream over shards (same interface as RankBatchStream)."""
 
@@ -334,7 +338,7 @@ class ShardStream:
             self.epoch_batches,
         )
         if plan.n_batches == 0:
-            raise ValueError(
+            raise TooFewSamples(
                 f"the shards hold {self.num_samples} samples: too few for one batch of "
                 f"{self.local_batch} per process on every rank; lower train.batch_size or add data"
             )

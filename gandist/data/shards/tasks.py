@@ -16,10 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from gandist.data.shards.encode import Job, Reader, Skip, add_member, sample_members
 from gandist.data.shards.format import FORMAT_VERSION, SHARD_PATTERN, sha256_file
 from gandist.data.shards.plan import Item, Plan
 from gandist.data.shards.report import Issues, strict_error
+from gandist.seeds import derive_seed
 
 
 @dataclass(frozen=True)
@@ -67,14 +70,33 @@ def sidecar_path(out_dir: Path, name: str) -> Path:
     return out_dir / f".{name}.stats.json"
 
 
+SHARD_ORDER = "permuted-1"  # in each shard's fingerprint: shards cut in another order are redone
+
+
+def shard_slots(size: int) -> list[int]:
+    """Source index -> its place in the shards: one fixed permutation of the whole data set.
+
+    Folders (one subfolder per class) and many data sets are stored class by class, and a
+    loader worker streams whole shards through a buffer, so shards cut in source order would
+    give batches of one class. Permuted, every shard is a random sample of the data set (the
+    WebDataset practice: shuffle before writing). Fixed, so a re-run gives the same shards."""
+    g = torch.Generator().manual_seed(derive_seed(0, "shard-order"))
+    return torch.randperm(size, generator=g).tolist()
+
+
 def make_tasks(plan: Plan, per_shard: int, job: Job) -> list[Task]:
-    """Shard i <- the usable items with index in [i*S, (i+1)*S); every i gets a task, even an
-    empty one, so a stale tar from an earlier run under that name is cleared."""
-    groups: list[list[Item]] = [[] for _ in range(math.ceil(plan.size / per_shard))]
+    """Shard i <- the usable items whose slot (shard_slots) is in [i*S, (i+1)*S), in slot order;
+    every i gets a task, even an empty one, so a stale tar from an earlier run under that name
+    is cleared. Slots cover the whole index space, skipped items included, so skipping one item
+    moves no other."""
+    slots = shard_slots(plan.size)
+    groups: list[list[tuple[int, Item]]] = [[] for _ in range(math.ceil(plan.size / per_shard))]
     for item in plan.items:
-        groups[item.index // per_shard].append(item)
+        slot = slots[item.index]
+        groups[slot // per_shard].append((slot, item))
     common = [
         FORMAT_VERSION,
+        SHARD_ORDER,
         job.cfg.source,
         job.cfg.n_samples,
         job.cfg.seed,
@@ -85,7 +107,8 @@ def make_tasks(plan: Plan, per_shard: int, job: Job) -> list[Task]:
         plan.label_names,
     ]
     tasks = []
-    for i, items in enumerate(groups):
+    for i, group in enumerate(groups):
+        items = [item for _, item in sorted(group, key=lambda pair: pair[0])]
         payload = json.dumps([common, [[it.index, it.key, it.rel, it.label] for it in items]])
         digest = hashlib.sha256(payload.encode()).hexdigest()
         tasks.append(Task(i, SHARD_PATTERN.format(i), tuple(items), digest))

@@ -69,7 +69,7 @@ class Progress:
         self.last = time.monotonic()
         print(
             f"gandist shard: {self.done_shards}/{self.shards} shards, "
-            f"{self.done_samples}/{self.samples} samples",
+            f"{self.done_samples}/{self.samples} inputs read",
             file=sys.stderr,
             flush=True,
         )

@@ -16,12 +16,28 @@ from PIL import Image
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 
 
-class ImageReadError(RuntimeError):
-    """An image file that PIL cannot decode; `path` names it so callers can skip or report it."""
+class ImageReadError(ValueError):
+    """An image file that PIL cannot decode; `path` names it so callers can skip or report it.
 
-    def __init__(self, path: str | Path, cause: BaseException) -> None:
-        super().__init__(f"cannot read image {path}: {type(cause).__name__}: {cause}")
-        self.path = str(path)
+    A ValueError, so the command line reports it as one line (file, cause, fix). Raised in a
+    DataLoader worker, it is rebuilt by torch from its report alone (`ImageReadError(report)`):
+    the report's last line is the original message, which is kept and the traceback dropped.
+    """
+
+    FIX = (
+        "delete or replace the file, or train from shards (data.shards=auto, the default: "
+        "writing them skips unreadable files)"
+    )
+
+    def __init__(self, path: str | Path, cause: BaseException | None = None) -> None:
+        if cause is None:  # a loader worker's report: "...\n<module>.ImageReadError: <message>"
+            last = str(path).rstrip().splitlines()[-1]
+            message = last.split("ImageReadError: ", 1)[-1]
+            self.path = message.removeprefix("cannot read image ").split(": ", 1)[0]
+        else:
+            message = f"cannot read image {path}: {type(cause).__name__}: {cause}; {self.FIX}"
+            self.path = str(path)
+        super().__init__(message)
 
 
 def _high_depth_to_l(img: Image.Image) -> Image.Image:
