@@ -10,6 +10,7 @@ from pathlib import Path
 from gandist import __version__, cli_data, cli_eval
 from gandist.cli_command import Command
 from gandist.cli_data import SHARD_INDEX
+from gandist.cli_types import positive_int
 from gandist.config import ConfigError, dump_yaml, load_config
 
 
@@ -170,11 +171,17 @@ def _train_arguments(t: argparse.ArgumentParser) -> None:
 
 def _sample_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("path", help="run directory (uses its latest checkpoint) or checkpoint dir")
-    s.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    s.add_argument(
+        "--n",
+        type=positive_int,
+        default=None,
+        help="number of samples (default 64; class models without --labels: as many per class "
+        "as fit in 64, one row per class)",
+    )
     s.add_argument(
         "--out",
         default="samples.png",
-        help="output .png grid (scatter for 2-D models) or .npy array",
+        help="output .png grid (scatter for 2-D models) or .npy array (default samples.png)",
     )
     s.add_argument(
         "--labels",
@@ -182,7 +189,7 @@ def _sample_arguments(s: argparse.ArgumentParser) -> None:
         help="condition for every sample: class index/name, or comma-joined label "
         "names for multi-label models; default: class-sorted grid",
     )
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the samples' z (default 0)")
     s.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
     s.add_argument(
         "--truncation",
@@ -208,8 +215,7 @@ def _report_arguments(r: argparse.ArgumentParser) -> None:
 
 
 def _config_arguments(c: argparse.ArgumentParser) -> None:
-    c.add_argument("config")
-    c.add_argument("overrides", nargs="*")
+    _train_arguments(c)
 
 
 COMMANDS = (

@@ -8,6 +8,7 @@ import sys
 
 from gandist.cli_command import Command
 from gandist.cli_data import add_source_arguments, source_config
+from gandist.cli_types import positive_int
 from gandist.config import WANDB_MODES
 
 
@@ -33,7 +34,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from gandist.evaluation.run_eval import evaluate_checkpoint, format_scores
 
     overrides = list(args.overrides)
-    if args.n:
+    if args.n is not None:
         overrides.append(f"eval.n_samples={args.n}")
     if args.extractor:
         overrides.append(f"eval.extractor={args.extractor}")
@@ -77,7 +78,9 @@ def _cmd_train_evaluator(args: argparse.Namespace) -> int:
 def _eval_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("path", help="run directory (latest checkpoint) or checkpoint directory")
     e.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. eval.nearest_k=3")
-    e.add_argument("--n", type=int, default=0, help="samples (default: the run's eval.n_samples)")
+    e.add_argument(
+        "--n", type=positive_int, default=None, help="samples (default: the run's eval.n_samples)"
+    )
     e.add_argument("--extractor", choices=("domain", "inception"), default=None)
     e.add_argument("--evaluator", default=None, help="evaluator directory (domain extractor)")
     e.add_argument("--out", default=None, help="JSON path (default <run>/evals/step_N-X.json)")
@@ -125,12 +128,12 @@ def _train_evaluator_arguments(v: argparse.ArgumentParser) -> None:
 
 def _sefa_arguments(f: argparse.ArgumentParser) -> None:
     f.add_argument("path", help="run directory (latest checkpoint) or checkpoint directory")
-    f.add_argument("--k", type=int, default=5, help="number of directions (default 5)")
+    f.add_argument("--k", type=positive_int, default=5, help="number of directions (default 5)")
     f.add_argument("--out", default="sefa", help="output directory (default ./sefa)")
-    f.add_argument("--n", type=int, default=6, help="samples per traversal (default 6)")
-    f.add_argument("--steps", type=int, default=7, help="alphas per traversal (default 7)")
+    f.add_argument("--n", type=positive_int, default=6, help="samples per traversal (default 6)")
+    f.add_argument("--steps", type=positive_int, default=7, help="alphas per traversal (default 7)")
     f.add_argument("--distance", type=float, default=3.0, help="max |alpha| (default 3)")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=int, default=0, help="seed of the traversals' z (default 0)")
     f.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
     f.add_argument(
         "--wandb",

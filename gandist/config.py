@@ -339,7 +339,13 @@ def _check_value(value: Any, tp: Any, origin: str, key: str) -> Any:
     if origin_tp in (list, tuple):
         (item_tp,) = typing.get_args(tp)[:1]
         if not isinstance(value, list):
-            raise _fail(origin, key, f"expected a list, got {value!r}")
+            leaf = key.rsplit(".", 1)[-1]
+            raise _fail(
+                origin,
+                key,
+                f"expected a list, got {value!r} (YAML: {leaf}: [0.5, 0.999]; on the command "
+                f"line: {key}=[0.5,0.999])",
+            )
         return [_check_value(v, item_tp, origin, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin_tp in (typing.Union, types.UnionType):
         return value
@@ -349,11 +355,11 @@ def _check_value(value: Any, tp: Any, origin: str, key: str) -> Any:
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise _fail(origin, key, f"expected an integer, got {value!r}")
+            raise _fail(origin, key, f"expected an integer, got {value!r}{_quoted_number(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _fail(origin, key, f"expected a number, got {value!r}")
+            raise _fail(origin, key, f"expected a number, got {value!r}{_quoted_number(value)}")
         return float(value)
     if tp is str:
         if isinstance(value, bool) or value is None:
@@ -366,9 +372,21 @@ def _check_value(value: Any, tp: Any, origin: str, key: str) -> Any:
                 f'command line or {key.rsplit(".", 1)[-1]}: "no" in YAML)',
             )
         if not isinstance(value, (str, int, float)):
-            raise _fail(origin, key, f"expected a string, got {value!r}")
+            hint = ""
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                hint = f' (one string, comma-separated: "{",".join(value)}")'
+            raise _fail(origin, key, f"expected a string, got {value!r}{hint}")
         return str(value)
     return value
+
+
+def _quoted_number(value: Any) -> str:
+    """The hint for a number written in quotes ("0.0001"): YAML keeps it a string."""
+    try:
+        float(str(value))
+    except ValueError:
+        return ""
+    return " (a quoted string: write the number without quotes)"
 
 
 def _build(cls: type, raw: dict[str, Any], origin: str, prefix: str = "") -> Any:
@@ -380,6 +398,8 @@ def _build(cls: type, raw: dict[str, Any], origin: str, prefix: str = "") -> Any
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
             hint = f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else ""
+            if prefix and (elsewhere := _key_elsewhere(str(key), prefix)):
+                hint = f"; did you mean '{elsewhere}'?"
             valid = ", ".join(sorted(fields))
             raise _fail(origin, dotted, f"unknown key{hint} (valid keys here: {valid})")
         meta = fields[key].metadata
@@ -392,9 +412,49 @@ def _build(cls: type, raw: dict[str, Any], origin: str, prefix: str = "") -> Any
         if choices and value not in choices:
             close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
             hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = _CHOICE_HINTS.get((dotted, _plain(str(value))), hint)
             raise _fail(origin, dotted, f"{value!r} is not one of {', '.join(choices)}{hint}")
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _sections(cls: type = None, prefix: str = "") -> dict[str, type]:  # type: ignore[assignment]
+    """Every section of the schema by its dotted name ("model", "optim.g", ...)."""
+    out: dict[str, type] = {}
+    hints = typing.get_type_hints(cls or Config)
+    for f in dataclasses.fields(cls or Config):
+        if dataclasses.is_dataclass(hints[f.name]):
+            name = f"{prefix}{f.name}"
+            out[name] = hints[f.name]
+            out.update(_sections(hints[f.name], f"{name}."))
+    return out
+
+
+def _key_elsewhere(key: str, section: str) -> str | None:
+    """`loss.aux_twin` -> 'model.aux_twin': the key exists, in another section (optim.g's keys
+    are offered for optim.d and back)."""
+    found = [
+        f"{name}.{key}"
+        for name, cls in _sections().items()
+        if name != section and key in {f.name for f in dataclasses.fields(cls)}
+    ]
+    return found[0] if len(found) == 1 or (found and section.startswith("optim.")) else None
+
+
+def _plain(word: str) -> str:
+    return word.lower().replace("-", "").replace("_", "").replace(" ", "")
+
+
+# Names other GAN code uses for what gandist calls by its loss: the value -> the fix.
+_WGAN = "; WGAN is loss.adversarial: wasserstein, with loss.penalty: gp (WGAN-GP) or clip"
+_CHOICE_HINTS = {
+    **{("loss.adversarial", w): _WGAN for w in ("wgan", "wgangp", "wganclip", "wgangc", "w")},
+    **{
+        ("loss.adversarial", w): "; the standard GAN loss is ns (non-saturating) or minimax"
+        for w in ("gan", "vanilla", "standard", "bce", "nonsaturating", "dcgan")
+    },
+    **{("loss.adversarial", w): "; did you mean 'lsgan'?" for w in ("ls", "leastsquares", "mse")},
+}
 
 
 def _bool_choice(value: bool, choices: tuple[str, ...]) -> str | bool:
@@ -435,11 +495,32 @@ def parse_override(text: str) -> dict[str, Any]:
     return out
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping: YAML keeps the last value
+    without a word, so `pack: 2` above a forgotten `pack: 4` would train with 4."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"{key!r} is given twice in one section (lines {seen[key]} and {line}); "
+                    "YAML would keep only the last: delete one",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=UniqueKeyLoader) or {}  # noqa: S506 (safe)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

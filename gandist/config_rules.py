@@ -6,7 +6,9 @@ the file, the key and the fix. Types and single keys are checked while building
 
 from __future__ import annotations
 
-from gandist.config import DCGAN_IMAGE_SIZES, Config, dcgan_layout
+import difflib
+
+from gandist.config import DCGAN_IMAGE_SIZES, Config, _registry_names, dcgan_layout
 from gandist.config import _fail as fail
 from gandist.seeds import check_seed
 
@@ -53,6 +55,7 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
     for key in ("sample_every", "checkpoint_every", "log_every"):
         if getattr(t, key) < 0:
             raise fail(origin, f"train.{key}", "must be >= 0 (0 disables)")
+    _validate_source(cfg.data.source, origin)
     if m.kernel not in (4, 5):
         raise fail(origin, "model.kernel", f"DCGAN kernels are 4 or 5, got {m.kernel}")
     if m.arch == "dcgan" and cfg.data.image_size and not dcgan_layout(cfg.data.image_size):
@@ -94,6 +97,12 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
             raise fail(origin, f"optim.{net}.lr", f"must be > 0, got {o.lr}")
         if len(o.betas) != 2:
             raise fail(origin, f"optim.{net}.betas", f"needs two numbers, got {o.betas}")
+        if o.name == "adam" and not all(0.0 <= b < 1.0 for b in o.betas):
+            raise fail(
+                origin,
+                f"optim.{net}.betas",
+                f"Adam's betas are each in [0, 1), got {o.betas} (e.g. [0.5, 0.999])",
+            )
         if o.warmup_steps < 0:
             raise fail(origin, f"optim.{net}.warmup_steps", f"must be >= 0, got {o.warmup_steps}")
         if o.stable_steps < 0:
@@ -152,6 +161,20 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
         raise fail(origin, "dist.check_consistency_every", "must be >= 0 (0 disables)")
     if t.resume not in ("none", "auto") and not t.resume.strip():
         raise fail(origin, "train.resume", "use none, auto, or a checkpoint directory")
+
+
+def _validate_source(source: str, origin: str) -> None:
+    """The source's name, checked with the config (a typo fails `gandist config`, a sweep's
+    --list and a SLURM job's first second, not the training's data set-up): the registry's
+    sources, a user's own registered ones included, and `shards`, which the pipeline streams."""
+    known = (*_registry_names("gandist.data.sources.registry:SOURCES"), "shards")
+    name = source.split(":", 1)[0].strip()
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else "; torchvision's are torchvision:<Name>"
+    shown = ", ".join(sorted(known))
+    raise fail(origin, "data.source", f"unknown source {name!r}{hint} (known: {shown})")
 
 
 def _validate_techniques(cfg: Config, origin: str) -> None:

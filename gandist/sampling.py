@@ -66,6 +66,24 @@ def load_generator(
     return G, info, ck
 
 
+DEFAULT_N = 64
+
+
+def default_count(info: DatasetInfo) -> int:
+    """`gandist sample` without --n: 64, or for a class model as many per class as fit in 64
+    (at least one), so the grid has one full row per class."""
+    k = info.num_labels if info.label_type == "class" else 0
+    return k * max(1, DEFAULT_N // k) if k else DEFAULT_N
+
+
+def class_rows(n: int, k: int) -> tuple[torch.Tensor, int]:
+    """n class labels sorted by class, spread evenly over the k classes, and the grid's row
+    length: one row per class when n is a multiple of k, else 0 (the grid's own)."""
+    if n % k == 0:
+        return torch.arange(k).repeat_interleave(n // k), n // k
+    return torch.arange(n) * k // n, 0
+
+
 def parse_labels(text: str | None, info: DatasetInfo, n: int) -> tuple[torch.Tensor | None, int]:
     """Labels for n samples: None -> class-sorted rows / random label sets; else one condition
     for all samples, given as a class index or name ("3", "cat") or, for multi-label data, label
@@ -89,8 +107,7 @@ def parse_labels(text: str | None, info: DatasetInfo, n: int) -> tuple[torch.Ten
 
     if info.label_type == "class":
         if text is None:
-            per = max(1, n // info.num_labels)
-            return torch.arange(info.num_labels).repeat_interleave(per), per
+            return class_rows(n, info.num_labels)
         return torch.full((n,), index(text), dtype=torch.long), 0
     if text is None:
         return random_labels("multi", info.num_labels, n, torch.Generator().manual_seed(0)), 0
@@ -103,7 +120,7 @@ def parse_labels(text: str | None, info: DatasetInfo, n: int) -> tuple[torch.Ten
 @torch.no_grad()
 def sample(
     path: str | Path,
-    n: int,
+    n: int | None,
     out: str | Path,
     labels: str | None = None,
     seed: int = 0,
@@ -111,11 +128,15 @@ def sample(
     truncation: float = 1.0,
     rejection: float = 0.0,
 ) -> Path:
-    """n samples of a run's generator to a PNG grid / scatter or a .npy file; `rejection`:
-    through discriminator rejection sampling at that quantile (models/rejection.py)."""
+    """n samples (None: default_count) of a run's generator to a PNG grid / scatter or a .npy
+    file; `rejection`: through discriminator rejection sampling at that quantile
+    (models/rejection.py)."""
     check_truncation(truncation, "--truncation")
     check_rejection(rejection, "--rejection")
+    if n is not None and n < 1:
+        raise ValueError(f"--n: must be at least 1, got {n}")
     G, info, ck = load_generator(path, use_ema)
+    n = default_count(info) if n is None else n
     G = truncated(G, truncation)
     if rejection > 0:
         from gandist.evaluation.rejection import load_critic, with_rejection

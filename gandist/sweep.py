@@ -38,7 +38,13 @@ from typing import Any
 
 import yaml
 
-from gandist.config import ConfigError, _fix_yaml11_floats, load_config, parse_override
+from gandist.config import (
+    ConfigError,
+    UniqueKeyLoader,
+    _fix_yaml11_floats,
+    load_config,
+    parse_override,
+)
 
 # The sweep sets these itself: a shared run_name would put every point in one directory.
 RESERVED_KEYS = ("train.run_name", "tracking.group")
@@ -127,7 +133,7 @@ def load_sweep(path: str | Path) -> Sweep:
     if not path.is_file():
         raise SweepError(f"{path}: sweep file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=UniqueKeyLoader)  # noqa: S506 (safe)
     except yaml.YAMLError as exc:
         raise SweepError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
@@ -307,9 +313,14 @@ def check_points(sweep: Sweep, points: Sequence[Point], extra: Sequence[str] = (
     own, so an error names the grid key that caused it; then every whole point (cross-key rules,
     e.g. a gradient penalty with a BatchNorm critic)."""
     try:
-        load_config(sweep.config, [*sweep.overrides, *extra])
+        load_config(sweep.config, list(sweep.overrides))
     except ConfigError as exc:
         raise SweepError(f"{sweep.path}: overrides: {exc}") from None
+    if extra:  # the command line's: named as such, not blamed on the sweep file
+        try:
+            load_config(sweep.config, [*sweep.overrides, *extra])
+        except ConfigError as exc:
+            raise SweepError(f"command-line overrides {' '.join(extra)}: {exc}") from None
     for axis in sweep.axes:
         for row in axis.values:
             for key, value in zip(axis.keys, row, strict=True):

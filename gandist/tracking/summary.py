@@ -59,9 +59,10 @@ def summary(
         f"  run directory : {run_dir}",
         f"  sample grids  : {samples_dir}",
         f"  checkpoint    : {checkpoint}",
-        f"  metrics       : {run_dir / METRICS} (curves: {LOSS_CURVES})",
-        f"  report        : gandist report {run_dir}",
     ]
+    if (run_dir / METRICS).is_file():  # train.log_every=0 and no evaluation: none written
+        lines.append(f"  metrics       : {run_dir / METRICS} (curves: {LOSS_CURVES})")
+    lines.append(f"  report        : gandist report {run_dir}")
     scores = run_dir / EVAL
     if scores.is_file():
         record = json.loads(scores.read_text())

@@ -107,6 +107,9 @@ def test_train_then_sample(case: str, workdir: Path) -> None:
         run_gandist(["sample", str(ck), "--n", "16", "--out", "grid.png", *cond], workdir)
         img = Image.open(workdir / "grid.png")
         assert img.size[0] >= 4 * state["data_info"]["image_size"]
+        if case == "digits-acgan":  # --n is the count also without --labels (it gave 10 for 5)
+            run_gandist(["sample", str(ck), "--n", "5", "--out", "five.npy"], workdir)
+            assert np.load(workdir / "five.npy").shape[0] == 5
         if case == "digits-dcgan":
             run_gandist(["sefa", str(ck), "--k", "2", "--out", "sefa", "--steps", "5"], workdir)
             grid = Image.open(workdir / "sefa" / "direction_00.png")

@@ -187,3 +187,53 @@ def test_a_yaml_boolean_word_for_a_string_says_how_to_quote_it() -> None:
     with pytest.raises(ConfigError, match=r"train\.run_name: expected a string.*quote the word"):
         load_config(p, ["train.run_name=no"])
     assert load_config(p, ['train.run_name="no"']).train.run_name == "no"
+
+
+# ---------------------------------------------------------------- mistakes users make (walked)
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys without a word: `pack: 4` would win unseen."""
+    path = write(tmp_path, "model:\n  pack: 2\n  z_dim: 10\n  pack: 4\n")
+    with pytest.raises(
+        ConfigError, match=r"'pack' is given twice in one section \(lines 2 and 4\)"
+    ):
+        load_config(path)
+    assert (
+        load_config(write(tmp_path, "model:\n  pack: 2\nloss:\n  gp_weight: 2\n")).model.pack == 2
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ("loss.adversarial=wgan-gp", "wasserstein, with loss.penalty: gp"),
+        ("loss.adversarial=vanilla", "ns (non-saturating) or minimax"),
+        ("loss.aux_twin=true", "did you mean 'model.aux_twin'"),
+        ("model.aux_weight=3", "did you mean 'loss.aux_weight'"),
+        ("optim.g.betas=0.5", "optim.g.betas=[0.5,0.999]"),
+        ("train.augment=[translation,cutout]", '"translation,cutout"'),
+        ("optim.d.lr='0.0001'", "write the number without quotes"),
+        ("optim.g.betas=[1.5,0.9]", "Adam's betas are each in [0, 1)"),
+        ("data.source=digit", "unknown source 'digit'; did you mean 'digits'"),
+        ("data.source=mnist", "torchvision:<Name>"),
+    ],
+)
+def test_errors_say_what_to_write(tmp_path: Path, override: str, says: str) -> None:
+    path = write(tmp_path, "name: x\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path, [override])
+    assert says in str(e.value)
+
+
+def test_sources_of_the_registry_and_shards_pass(tmp_path: Path) -> None:
+    from gandist.data.sources.registry import SOURCES
+
+    path = write(tmp_path, "name: x\n")
+    for source in ("shards:/data/x", "folder:/no/such/dir", "toy2d:ring8", "torchvision:MNIST"):
+        assert load_config(path, [f"data.source={source}", "model.arch=mlp"]).data.source == source
+    SOURCES.register("my_scans")(lambda arg, cfg: None)  # a user's own source, registered
+    try:
+        assert load_config(path, ["data.source=my_scans:/x"]).data.source == "my_scans:/x"
+    finally:
+        SOURCES._items.pop("my_scans")

@@ -118,6 +118,9 @@ def test_extra_overrides_apply_to_every_point(tmp_path: Path) -> None:
         grid_points(sweep, ["loss.clip_value=0.5"])
     with pytest.raises(SweepError, match="set by the sweep"):
         grid_points(sweep, ["train.run_name=x"])
+    # a typo on the command line is the command line's, not the sweep file's
+    with pytest.raises(SweepError, match=r"^command-line overrides train\.stpes=3: .*steps"):
+        plan(path, ["train.stpes=3"])
 
 
 # ---------------------------------------------------------------- errors before any training
