@@ -364,3 +364,19 @@ def test_torchvision_mnist_from_local_files(tmp_path: Path) -> None:
     assert y.dtype == torch.int64 and y.item() == 4
     rgb = _src("torchvision:MNIST", root=str(tmp_path), channels=3, image_size=16)
     assert rgb.dataset[0][0].shape == (3, 16, 16)
+
+
+def test_a_sources_default_size_and_the_same_size_written_out_share_caches(tmp_path: Path) -> None:
+    """digits without data.image_size are the 32 px digits: one key, so one set of auto shards
+    and one evaluator (they were sharded twice, and the evaluator of one was not found)."""
+    from gandist.data.keys import DEFAULT_IMAGE_SIZES, dataset_key
+
+    for name, size in DEFAULT_IMAGE_SIZES.items():
+        source = f"folder:{tmp_path}" if name == "folder" else name
+        assert dataset_key(DataConfig(source=source)) == dataset_key(
+            DataConfig(source=source, image_size=size)
+        )
+    assert _src("digits").info.image_size == DEFAULT_IMAGE_SIZES["digits"]
+    assert _src("shapes", n_samples=4).info.image_size == DEFAULT_IMAGE_SIZES["shapes"]
+    Image.new("RGB", (80, 80)).save(tmp_path / "a.png")
+    assert _src(f"folder:{tmp_path}").info.image_size == DEFAULT_IMAGE_SIZES["folder"]

@@ -9,8 +9,9 @@ from torch.utils.data import TensorDataset
 
 from gandist.config import DataConfig
 from gandist.data.base import DatasetInfo, SourceData
+from gandist.data.keys import DEFAULT_IMAGE_SIZES
 
-DIGITS_DEFAULT_SIZE = 32
+DIGITS_DEFAULT_SIZE = DEFAULT_IMAGE_SIZES["digits"]
 
 
 def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:

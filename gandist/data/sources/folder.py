@@ -17,10 +17,11 @@ from torch.utils.data import Dataset
 
 from gandist.config import DataConfig
 from gandist.data.base import DatasetInfo, SourceData
+from gandist.data.keys import DEFAULT_IMAGE_SIZES
 from gandist.data.sources.pil import ImageReadError, ImageTransform, check_channels, mode_channels
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
-FOLDER_DEFAULT_SIZE = 64
+FOLDER_DEFAULT_SIZE = DEFAULT_IMAGE_SIZES["folder"]
 FOLDER_PROBE = 1000  # image headers read to find a folder's native channels
 
 

@@ -26,6 +26,7 @@ from torch.utils.data import TensorDataset
 
 from gandist.config import DataConfig
 from gandist.data.base import DatasetInfo, SourceData
+from gandist.data.keys import DEFAULT_IMAGE_SIZES
 
 COLOURS: tuple[str, ...] = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
 SHAPES: tuple[str, ...] = ("cube", "sphere", "cylinder")
@@ -44,7 +45,7 @@ COLOUR_RGB: dict[str, tuple[int, int, int]] = {
     "yellow": (255, 238, 51),
 }
 BACKGROUND_RGB = (228, 228, 224)
-DEFAULT_SIZE = 64
+DEFAULT_SIZE = DEFAULT_IMAGE_SIZES["shapes"]
 DEFAULT_N = 5000
 MIN_SIZE = 16
 
