@@ -98,14 +98,14 @@ def shard_reader(data: DataConfig, seed: int) -> BatchStream:
     """A one-process stream over shards for reading samples out, in batches small enough for
     any data set that can train (a batch of 256 would refuse shards of 200 samples). Its loader
     workers decode in parallel; a set too small to give each of them a batch (a small image
-    folder's auto shards) is read in this process instead."""
+    folder's auto shards) is read in this process, one sample at a time, so none is left out."""
     try:
         return open_stream(data, READ_BATCH, 0, 1, seed, True, lambda: None)
     except TooFewSamples:
         if data.workers == 0:
             raise
         alone = dataclasses.replace(data, workers=0)
-        return open_stream(alone, READ_BATCH, 0, 1, seed, True, lambda: None)
+        return open_stream(alone, 1, 0, 1, seed, True, lambda: None)
 
 
 def stream_samples(stream: BatchStream, n: int) -> tuple[torch.Tensor, torch.Tensor]:
