@@ -418,11 +418,12 @@ def _build(cls: type, raw: dict[str, Any], origin: str, prefix: str = "") -> Any
     return cls(**kwargs)
 
 
-def _sections(cls: type = None, prefix: str = "") -> dict[str, type]:  # type: ignore[assignment]
+def _sections(cls: type | None = None, prefix: str = "") -> dict[str, type]:
     """Every section of the schema by its dotted name ("model", "optim.g", ...)."""
+    cls = cls or Config
     out: dict[str, type] = {}
-    hints = typing.get_type_hints(cls or Config)
-    for f in dataclasses.fields(cls or Config):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
         if dataclasses.is_dataclass(hints[f.name]):
             name = f"{prefix}{f.name}"
             out[name] = hints[f.name]
@@ -502,7 +503,9 @@ class UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue  # `<<: *base` merges (explicit keys may override them); odd keys
+            key = self.construct_object(key_node)  # type: ignore[no-untyped-call]
             line = key_node.start_mark.line + 1
             if key in seen:
                 raise yaml.constructor.ConstructorError(

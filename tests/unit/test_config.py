@@ -199,9 +199,12 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
         ConfigError, match=r"'pack' is given twice in one section \(lines 2 and 4\)"
     ):
         load_config(path)
-    assert (
-        load_config(write(tmp_path, "model:\n  pack: 2\nloss:\n  gp_weight: 2\n")).model.pack == 2
-    )
+    once = write(tmp_path, "model:\n  pack: 2\nloss:\n  gp_weight: 2\n")
+    assert load_config(once).model.pack == 2
+    # a YAML merge key's values may be overridden: not a duplicate
+    text = "optim:\n  g: &adam {lr: 0.001, betas: [0.5, 0.9]}\n  d:\n    <<: *adam\n    lr: 0.004\n"
+    cfg = load_config(write(tmp_path, text))
+    assert (cfg.optim.d.lr, cfg.optim.d.betas) == (0.004, [0.5, 0.9])
 
 
 @pytest.mark.parametrize(
