@@ -102,8 +102,6 @@ def shard_reader(data: DataConfig, seed: int) -> BatchStream:
     try:
         return open_stream(data, READ_BATCH, 0, 1, seed, True, lambda: None)
     except TooFewSamples:
-        if data.workers == 0:
-            raise
         alone = dataclasses.replace(data, workers=0)
         return open_stream(alone, 1, 0, 1, seed, True, lambda: None)
 
