@@ -273,7 +273,7 @@ class TrackingConfig:
     entity: str = ""  # "": WANDB_ENTITY, else the W&B account's default entity
     dir: str = ""  # where wandb/ is written; "": WANDB_DIR, else the run directory
     group: str = ""  # "": WANDB_RUN_GROUP, else none
-    job_type: str = "train"
+    job_type: str = ""  # empty: WANDB_JOB_TYPE, else "train"
     tags: list[str] = field(default_factory=list)  # []: WANDB_TAGS, else none
     init_timeout_s: int = 30  # an unreachable server costs this once, then the run logs offline
 

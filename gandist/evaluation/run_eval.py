@@ -104,6 +104,7 @@ def evaluate_checkpoint(
         step=step,
         scalars={f"eval/{k}": v for k, v in numbers.items()},
         config={"checkpoint": str(ck), "train_run_id": state.get("wandb_run_id", "")},
+        saved=state.get("wandb"),
     )
     return record, target
 

@@ -106,15 +106,17 @@ def _log_wandb(ck: Path, mode: str, values: torch.Tensor, pictures: list[Path]) 
         return
     cfg = load_config(ck / CONFIG)
     run_dir = run_dir_of(ck)
+    state = read_trainer_state(ck)
     log_side_run(
         cfg.tracking,
         mode,
         run_dir,
         job_type="sefa",
-        step=read_trainer_state(ck)["step"],
+        step=state["step"],
         scalars={f"sefa/eigenvalue_{i:02d}": float(v) for i, v in enumerate(values)},
         images={f"sefa/direction_{i:02d}": p for i, p in enumerate(pictures)},
         config={"checkpoint": str(ck)},
+        saved=state.get("wandb"),
     )
 
 

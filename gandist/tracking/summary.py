@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from gandist.data.base import DatasetInfo
 from gandist.run_files import EVAL, LOSS_CURVES, METRICS, write_status
 from gandist.tracking.artifacts import define_eval_summaries, log_final_model
 from gandist.tracking.plots import make_gif, plot_losses
-from gandist.tracking.wandb_run import init_kwargs, resolve_settings
+from gandist.tracking.wandb_run import init_kwargs, moved_note, resolve_settings
 
 
 def banner(
@@ -72,7 +73,11 @@ def summary(
     if wandb_dir is not None:
         lines.append(f"  W&B ({wandb_mode}) : {wandb_dir}")
         if wandb_mode == "offline":
-            lines.append(f"  upload later  : wandb sync {wandb_dir}")
+            # one offline directory per session: a resumed run's history is in all of them
+            sessions = sorted(wandb_dir.parent.glob("offline-run-*"))
+            many = len(sessions) > 1 and wandb_dir in sessions
+            what = f"{wandb_dir.parent}/offline-run-*" if many else str(wandb_dir)
+            lines.append(f"  upload later  : wandb sync {what}")
     return "\n".join(lines)
 
 
@@ -91,15 +96,24 @@ def flat_config(cfg: Config) -> dict[str, Any]:
     return flat
 
 
-def start_tracker(acc: Any, cfg: Config, mode: str, run_id: str, run_dir: Path) -> str:
+def start_tracker(
+    acc: Any,
+    cfg: Config,
+    mode: str,
+    run_id: str,
+    run_dir: Path,
+    saved: Mapping[str, str] | None = None,
+) -> str:
     """Start the run's W&B tracker through accelerate (it logs on the main process only) and
     return the mode it runs in: an online start that fails falls back to offline, never stops
-    training."""
+    training. `saved`: where the run was started (a resumed run continues there)."""
+    if acc.is_main_process and (note := moved_note(cfg.tracking, saved)):
+        print(f"gandist: {note}", flush=True)
 
     def init(how: str) -> None:
-        kwargs = init_kwargs(cfg.tracking, how, run_id, run_dir, run_dir.name)
+        kwargs = init_kwargs(cfg.tracking, how, run_id, run_dir, run_dir.name, saved)
         acc.init_trackers(
-            resolve_settings(cfg.tracking).project,
+            resolve_settings(cfg.tracking, saved=saved).project,
             config=flat_config(cfg),
             init_kwargs={"wandb": kwargs},
         )

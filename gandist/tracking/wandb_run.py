@@ -3,6 +3,10 @@
 Settings follow W&B's own precedence, so nothing a W&B user already set is silently overridden:
 a value set in gandist's config > the WANDB_* environment variable > gandist's default. Empty
 config values and empty variables count as "not set" (see TrackingConfig).
+
+A W&B run lives in one project (and entity and group): a resumed training run, and the `eval`
+and `sefa` runs of its checkpoints, go where the run was started (its checkpoint's
+trainer_state.json records the place), whatever this shell's WANDB_PROJECT says.
 """
 
 from __future__ import annotations
@@ -44,6 +48,14 @@ class WandbSettings:
     dir: str | None  # None: the caller's default (the run directory)
     group: str | None
     tags: tuple[str, ...]
+    name: str | None = None  # WANDB_NAME; None: the run directory's name
+    job_type: str = "train"
+    silent: bool | None = True  # None: WANDB_SILENT decides
+
+
+def place_of(s: WandbSettings) -> dict[str, str]:
+    """Where a W&B run lives, as trainer_state.json records it."""
+    return {"project": s.project, "entity": s.entity or "", "group": s.group or ""}
 
 
 def _env(env: Mapping[str, str], key: str) -> str:
@@ -51,20 +63,52 @@ def _env(env: Mapping[str, str], key: str) -> str:
     return env.get(key, "").strip()
 
 
-def resolve_settings(cfg: TrackingConfig, env: Mapping[str, str] | None = None) -> WandbSettings:
-    """Config > WANDB_* environment > gandist defaults, for each setting (pure given `env`)."""
+def resolve_settings(
+    cfg: TrackingConfig,
+    env: Mapping[str, str] | None = None,
+    saved: Mapping[str, str] | None = None,
+) -> WandbSettings:
+    """Config > WANDB_* environment > gandist defaults, for each setting (pure given `env`);
+    `saved`: the place (place_of) of the run being continued, which wins where it is set."""
     env = os.environ if env is None else env
+    saved = saved or {}
     tags = tuple(cfg.tags) or tuple(
         t.strip() for t in _env(env, "WANDB_TAGS").split(",") if t.strip()
     )
     return WandbSettings(
         mode=resolve_mode(cfg, env),
-        project=cfg.project or _env(env, "WANDB_PROJECT") or DEFAULT_PROJECT,
-        entity=cfg.entity or _env(env, "WANDB_ENTITY") or None,
+        project=saved.get("project")
+        or cfg.project
+        or _env(env, "WANDB_PROJECT")
+        or DEFAULT_PROJECT,
+        entity=saved.get("entity") or cfg.entity or _env(env, "WANDB_ENTITY") or None,
         dir=cfg.dir or _env(env, "WANDB_DIR") or None,
-        group=cfg.group or _env(env, "WANDB_RUN_GROUP") or None,
+        group=saved.get("group") or cfg.group or _env(env, "WANDB_RUN_GROUP") or None,
         tags=tags,
+        name=_env(env, "WANDB_NAME") or None,
+        job_type=cfg.job_type or _env(env, "WANDB_JOB_TYPE") or "train",
+        silent=True if not _env(env, "WANDB_SILENT") else None,
     )
+
+
+def moved_note(cfg: TrackingConfig, saved: Mapping[str, str] | None) -> str | None:
+    """A line when this session's settings would put the run elsewhere than where it started."""
+    if not saved:
+        return None
+    here, there = place_of(resolve_settings(cfg)), place_of(resolve_settings(cfg, saved=saved))
+    if here == there:
+        return None
+    where = ", ".join(f"{k} {v!r}" for k, v in there.items() if v)
+    now = ", ".join(f"{k} {v!r}" for k, v in here.items() if v and there[k] != v)
+    return f"W&B: the run continues where it started ({where}), not in {now} as set now"
+
+
+def _wandb_settings(cfg: TrackingConfig, s: WandbSettings) -> Any:
+    import wandb
+
+    # A slow or unreachable server must not stall start-up for minutes.
+    extra = {} if s.silent is None else {"silent": s.silent}
+    return wandb.Settings(init_timeout=cfg.init_timeout_s, **extra)
 
 
 def resolve_mode(cfg: TrackingConfig, env: Mapping[str, str] | None = None) -> str:
@@ -139,6 +183,12 @@ def netrc_api_key(env: Mapping[str, str] | None = None) -> str | None:
     return None
 
 
+def _say(text: str) -> None:
+    import sys
+
+    print(f"gandist: {text}", file=sys.stderr, flush=True)
+
+
 def drop_empty_wandb_env(environ: MutableMapping[str, str] | None = None) -> list[str]:
     """Remove empty WANDB_* variables; returns their names.
 
@@ -164,23 +214,26 @@ def new_run_id(env: Mapping[str, str] | None = None) -> str:
 
 
 def init_kwargs(
-    cfg: TrackingConfig, mode: str, run_id: str, run_dir: Path, name: str
+    cfg: TrackingConfig,
+    mode: str,
+    run_id: str,
+    run_dir: Path,
+    name: str,
+    saved: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Arguments for `wandb.init` (all but the project, which accelerate passes itself; see
-    `resolve_settings(cfg).project`), resuming the same run id after a restart."""
+    `resolve_settings(cfg, saved=saved).project`), resuming the same run id after a restart.
+    gandist resumes the run itself (its id from the checkpoint), so WANDB_RESUME plays no part."""
     drop_empty_wandb_env()
-    import wandb
-
-    s = resolve_settings(cfg)
+    s = resolve_settings(cfg, saved=saved)
     kwargs: dict[str, Any] = {
         "mode": mode,
         "id": run_id,
         "resume": "allow",
         "dir": s.dir or str(run_dir),
-        "name": name,
-        "job_type": cfg.job_type,
-        # A slow or unreachable server must not stall training start-up for minutes.
-        "settings": wandb.Settings(init_timeout=cfg.init_timeout_s, silent=True),
+        "name": s.name or name,
+        "job_type": s.job_type,
+        "settings": _wandb_settings(cfg, s),
     }
     if s.dir:
         Path(s.dir).mkdir(parents=True, exist_ok=True)  # wandb falls back to /tmp otherwise
@@ -202,29 +255,48 @@ def log_side_run(
     scalars: dict[str, float] | None = None,
     images: dict[str, Path] | None = None,
     config: dict[str, Any] | None = None,
+    saved: Mapping[str, str] | None = None,
 ) -> str | None:
     """Log the results of a job on a finished run (`gandist eval`, `gandist sefa`) as its own
-    W&B run of `job_type`, grouped with the training run. Returns the W&B run directory, or
-    None when tracking is disabled. `mode` empty: the run's own tracking.wandb setting."""
+    W&B run of `job_type`, in the training run's project and group (`saved`: the checkpoint's
+    place; a run without a group: a group named after the run directory). Returns the W&B run
+    directory, or None when tracking is disabled or W&B failed: the job's results are already
+    in files, so W&B never fails the command; an unreachable server falls back to offline.
+    `mode` empty: the run's own tracking.wandb setting."""
     mode = mode or resolve_mode(cfg)
     if mode == "disabled":
         return None
     drop_empty_wandb_env()
     import wandb
 
-    s = resolve_settings(cfg)
-    run = wandb.init(
-        project=s.project,
-        entity=s.entity,
-        group=s.group or run_dir.name,
-        job_type=job_type,
-        tags=list(s.tags) or None,
-        name=f"{run_dir.name}-{job_type}-step{step}",
-        dir=s.dir or str(run_dir),
-        mode=mode,
-        config=config or {},
-        settings=wandb.Settings(init_timeout=cfg.init_timeout_s, silent=True),
-    )
+    s = resolve_settings(cfg, saved=saved)
+
+    def start(how: str) -> Any:
+        return wandb.init(
+            project=s.project,
+            entity=s.entity,
+            group=s.group or run_dir.name,
+            job_type=job_type,
+            tags=list(s.tags) or None,
+            name=f"{run_dir.name}-{job_type}-step{step}",
+            dir=s.dir or str(run_dir),
+            mode=how,
+            config=config or {},
+            settings=_wandb_settings(cfg, s),
+        )
+
+    try:
+        try:
+            run = start(mode)
+        except Exception as exc:  # noqa: BLE001 - as training: offline, never fail the job
+            if mode != "online":
+                raise
+            _say(f"W&B online init failed ({type(exc).__name__}: {exc}); logging offline")
+            wandb.teardown()
+            run = start("offline")
+    except Exception as exc:  # noqa: BLE001
+        _say(f"W&B logging of this {job_type} failed ({type(exc).__name__}: {exc}); skipped")
+        return None
     payload: dict[str, Any] = dict(scalars or {})
     payload.update({k: wandb.Image(str(v)) for k, v in (images or {}).items()})
     run.log(payload, step=step)

@@ -207,6 +207,7 @@ def trainer_state(
     world_size: int,
     config_name: str,
     info: DatasetInfo,
+    wandb_place: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The trainer_state.json of a checkpoint: everything a resume needs beyond accelerate's
     state, and the data description `gandist sample`/`export` rebuild the generator from."""
@@ -219,6 +220,7 @@ def trainer_state(
         "images_seen": images_seen,
         "amp_skipped_steps": amp_skipped_steps,
         "wandb_run_id": wandb_run_id,
+        "wandb": wandb_place or {},  # project, entity, group: a resume continues there
         "ema_n_averaged": ema_n_averaged,
         "world_size": world_size,
         "gandist_version": __version__,

@@ -36,7 +36,7 @@ from gandist.tracking.summary import (
     summary,
     wandb_local_dir,
 )
-from gandist.tracking.wandb_run import new_run_id, resolve_mode
+from gandist.tracking.wandb_run import new_run_id, place_of, resolve_mode, resolve_settings
 from gandist.training import checkpoint as ckpt
 from gandist.training.distributed import (
     assert_world_size,
@@ -157,6 +157,8 @@ class Trainer:
         self.resumed_from = self._load_checkpoint()
         self._write_run_config()
         self.run_id = self.run_id or self._agreed(new_run_id)  # W&B's, kept in checkpoints
+        # Where the W&B run lives, kept in checkpoints: a run that has not logged yet has none.
+        self.wandb_place = dict(self.wandb_saved)
         if self.mode != "disabled":
             self._init_tracker()
         self.fixed = fixed_inputs(cfg, self.stream)
@@ -173,6 +175,7 @@ class Trainer:
         """Restore everything a checkpoint holds (train.resume); None for a fresh run."""
         resume = self.cfg.train.resume
         self.run_id = ""
+        self.wandb_saved: dict[str, str] = {}  # where the resumed run's W&B run lives
         self.resume_changes: list[str] = []  # optimizer settings the config changed
         if resume == "none":
             return None
@@ -196,6 +199,7 @@ class Trainer:
         self.images_seen = int(state.get("images_seen", 0))
         self.skipped = dict(state.get("amp_skipped_steps", self.skipped))
         self.run_id = state.get("wandb_run_id", "")
+        self.wandb_saved = dict(state.get("wandb") or {})
         return found
 
     def _write_run_config(self) -> None:
@@ -205,7 +209,10 @@ class Trainer:
 
     def _init_tracker(self) -> None:
         """W&B on the main process; an unreachable server falls back to offline, never stops."""
-        self.mode = start_tracker(self.acc, self.cfg, self.mode, self.run_id, self.run_dir)
+        self.mode = start_tracker(
+            self.acc, self.cfg, self.mode, self.run_id, self.run_dir, self.wandb_saved
+        )
+        self.wandb_place = place_of(resolve_settings(self.cfg.tracking, saved=self.wandb_saved))
 
     # ------------------------------------------------------------------ the loop
 
@@ -506,6 +513,7 @@ class Trainer:
             images_seen=self.images_seen,
             amp_skipped_steps=self.skipped,
             wandb_run_id=self.run_id,
+            wandb_place=self.wandb_place,
             ema_n_averaged=int(self.ema.n_averaged.item()) if self.ema is not None else 0,
             world_size=self.acc.num_processes,
             config_name=self.cfg.name,

@@ -6,10 +6,11 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from tests.integration.conftest import run_gandist, train_args
-from tests.wandb_reader import config, history, run_id
+from tests.wandb_reader import config, history, run_id, run_info
 
 
 def wandb_files(run: Path) -> list[Path]:
@@ -116,3 +117,47 @@ def test_unreachable_wandb_falls_back_to_offline(workdir: Path) -> None:
     assert "logging offline instead" in proc.stderr
     assert "done: 2 steps" in proc.stdout
     assert len(list((workdir / "runs/down/wandb").glob("offline-run-*/run-*.wandb"))) == 1
+
+
+def test_resumed_run_and_its_eval_stay_where_the_run_started(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run started with WANDB_PROJECT / WANDB_RUN_GROUP set, resumed from a shell without them,
+    went on in project `gandist` with no group (a second W&B run under the same id); `gandist
+    eval` did too, and crashed after scoring when the server was unreachable. WANDB_NAME and
+    WANDB_JOB_TYPE were ignored."""
+    base = ["toy2d_gan.yaml", "train.batch_size=64", "train.run_name=moved"]
+    monkeypatch.setenv("WANDB_PROJECT", "first")
+    monkeypatch.setenv("WANDB_RUN_GROUP", "g1")
+    monkeypatch.setenv("WANDB_NAME", "my-name")
+    monkeypatch.setenv("WANDB_JOB_TYPE", "pretrain")
+    run_gandist(train_args(*base, "train.steps=2", "tracking.wandb=offline"), workdir)
+    for key in ("WANDB_PROJECT", "WANDB_RUN_GROUP", "WANDB_NAME", "WANDB_JOB_TYPE"):
+        monkeypatch.delenv(key)
+    resumed = run_gandist(
+        train_args(*base, "train.steps=4", "tracking.wandb=offline", "train.resume=auto"),
+        workdir,
+    )
+    assert "W&B: the run continues where it started (project 'first', group 'g1')" in (
+        resumed.stdout
+    )
+    run = workdir / "runs" / "moved"
+    first, second = wandb_files(run)
+    assert run_id(first) == run_id(second)
+    for f in (first, second):
+        info = run_info(f)
+        assert (info["project"], info["group"]) == ("first", "g1")
+    assert (run_info(first)["name"], run_info(first)["job_type"]) == ("my-name", "pretrain")
+    assert f"upload later  : wandb sync {Path('runs/moved/wandb')}/offline-run-*" in resumed.stdout
+    # the eval of its checkpoint: in the run's place, and an unreachable server costs no result
+    monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    proc = run_gandist(
+        ["eval", str(run), "--wandb", "online", "tracking.init_timeout_s=5"], workdir
+    )
+    assert "W&B online init failed" in proc.stderr and "logging offline" in proc.stderr
+    assert (run / "evals" / "step_000004-modes.json").is_file()
+    offline = sorted(run.glob("wandb/offline-run-*/run-*.wandb"))
+    (side,) = [f for f in offline if f not in (first, second)]
+    info = run_info(side)
+    assert (info["project"], info["group"], info["job_type"]) == ("first", "g1", "eval")

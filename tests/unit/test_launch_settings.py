@@ -231,6 +231,25 @@ def test_explicit_config_beats_the_environment() -> None:
     )
 
 
+def test_name_job_type_and_silence_follow_the_environment(tmp_path: Path) -> None:
+    env = {"NETRC": str(tmp_path / "none")}
+    s = resolve_settings(TrackingConfig(), env)
+    assert (s.name, s.job_type, s.silent) == (None, "train", True)
+    env |= {"WANDB_NAME": "n", "WANDB_JOB_TYPE": "pretrain", "WANDB_SILENT": "false"}
+    s = resolve_settings(TrackingConfig(), env)
+    assert (s.name, s.job_type, s.silent) == ("n", "pretrain", None)  # None: wandb reads it
+    assert resolve_settings(TrackingConfig(job_type="finetune"), env).job_type == "finetune"
+
+
+def test_a_resumed_run_stays_where_it_started(tmp_path: Path) -> None:
+    env = {"NETRC": str(tmp_path / "none"), "WANDB_PROJECT": "now", "WANDB_RUN_GROUP": "g2"}
+    saved = {"project": "first", "entity": "", "group": "g1"}
+    s = resolve_settings(TrackingConfig(project="cfg"), env, saved=saved)
+    assert (s.project, s.entity, s.group) == ("first", None, "g1")
+    s = resolve_settings(TrackingConfig(), env, saved={"project": "first", "group": ""})
+    assert (s.project, s.group) == ("first", "g2")  # a run started without a group takes one
+
+
 def test_empty_variables_count_as_unset(tmp_path: Path) -> None:
     names = ("PROJECT", "ENTITY", "DIR", "RUN_GROUP", "TAGS", "MODE", "API_KEY")
     env = {f"WANDB_{k}": "" for k in names} | {"NETRC": str(tmp_path / "none")}
