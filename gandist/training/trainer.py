@@ -186,6 +186,13 @@ class Trainer:
         )
         if found is None:
             return None
+        at, steps = ckpt.checkpoint_step(found), self.cfg.train.steps
+        if at > steps:  # before anything is rewritten (config.yaml, status.json)
+            raise ValueError(
+                f"train.steps={steps} is below step {at} of the checkpoint {found}: a run does "
+                f"not train backwards. Raise train.steps to continue it, score it with "
+                f"`gandist eval {found}`, or start a new run (another train.run_name)"
+            )
         opts = {"g": self.parts.opt_g, "d": self.parts.opt_d}
         cfgs = {"g": self.cfg.optim.g, "d": self.cfg.optim.d}
         names = {net: c.name for net, c in cfgs.items()}

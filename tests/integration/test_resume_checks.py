@@ -97,6 +97,11 @@ def test_checkpoint_comes_before_the_evaluation(tmp_path: Path, capsys) -> None:
         "eval/fid": 7.0,
     }
     assert json.loads((t.run_dir / EVAL).read_text())["fid"] == 7.0
+    # resumed with train.steps below the checkpoint: refused before anything is rewritten (it
+    # said "the checkpoint is at train.steps=2" and rewrote config.yaml to 2 steps)
+    with pytest.raises(ValueError, match=r"train\.steps=2 is below step 3 of the checkpoint"):
+        new_trainer(tmp_path, "train.steps=2", "train.resume=auto")
+    assert "steps: 3" in (t.run_dir / "config.yaml").read_text()
 
     # once done, a further resume does not score it again
     calls.clear()
