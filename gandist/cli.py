@@ -15,11 +15,20 @@ from gandist.config import ConfigError, dump_yaml, load_config
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
-    from gandist.run_files import EXIT_PREEMPTED
-    from gandist.training.trainer import train
+    # The stop handlers first (no torch yet): a SIGTERM during the imports, shard writing or
+    # W&B start-up then stops the run after its first step with a checkpoint and status, where
+    # it killed the process with neither.
+    from gandist.training.preemption import StopRequest
 
-    preempted = train(cfg).preempted
+    stop = StopRequest().install()
+    try:
+        cfg = load_config(args.config, args.overrides)
+        from gandist.run_files import EXIT_PREEMPTED
+        from gandist.training.trainer import train
+
+        preempted = train(cfg, stop).preempted
+    finally:
+        stop.uninstall()
     if not preempted:
         return 0
     return 0 if _agent_restarts_failures() else EXIT_PREEMPTED

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import signal
 from types import FrameType
-from typing import Any
-
-import torch
-import torch.distributed as dist
+from typing import TYPE_CHECKING, Any
 
 from gandist.run_files import EXIT_PREEMPTED, write_status  # noqa: F401 - re-exported
 
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported on first use: `gandist train` installs the handlers before its heavy imports,
+# so a stop during start-up (imports, shard writing, W&B) is honoured too.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
@@ -72,6 +74,9 @@ class StopRequest:
         local = self.signal_name is not None
         if not _distributed():
             return local
+        import torch
+        import torch.distributed as dist
+
         if self._work is not None:
             self._work.wait()
             self._work = None
@@ -103,6 +108,9 @@ class StopRequest:
         local = self.signal_name is not None
         if not _distributed():
             return local
+        import torch
+        import torch.distributed as dist
+
         flag = torch.tensor([1 if local else 0], device=device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         if flag.item() and self.signal_name is None:
@@ -111,4 +119,6 @@ class StopRequest:
 
 
 def _distributed() -> bool:
+    import torch.distributed as dist
+
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

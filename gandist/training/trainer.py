@@ -251,9 +251,12 @@ class Trainer:
         self.images_seen += t.batch_size * t.n_critic
         return metrics
 
-    def fit(self) -> TrainResult:
-        """Train to `train.steps`, or until a stop signal; always leave a status file behind."""
-        stop = StopRequest().install()
+    def fit(self, stop: StopRequest | None = None) -> TrainResult:
+        """Train to `train.steps`, or until a stop signal; always leave a status file behind.
+        `stop`: handlers the caller installed earlier (`gandist train`: before its start-up), so
+        a signal during the set-up is acted on after the first step; else installed now."""
+        own = stop is None
+        stop = StopRequest().install() if stop is None else stop
         try:
             return self._loop(stop)
         except BaseException as exc:
@@ -263,7 +266,8 @@ class Trainer:
                 )
             raise
         finally:
-            stop.uninstall()
+            if own:
+                stop.uninstall()
 
     def _stop_due(self, stop: StopRequest) -> bool:
         if self.acc.num_processes > 1 and not _due(self.cfg.dist.stop_check_every, self.step):
@@ -282,6 +286,11 @@ class Trainer:
         if self.init_from is not None:
             log.message(self.init_from.message)
         log.message(self._banner())
+        if stop.signal_name is not None and self.step < t.steps:
+            log.message(
+                f"{stop.signal_name} arrived during start-up: stopping after the first step "
+                "(checkpoint, status preempted)"
+            )
         lost = self._step_outputs_lost()
         if self.resumed_from is not None and self.step >= t.steps:
             rescore = "" if lost else f"; `gandist eval {self.run_dir}` scores it"
@@ -556,5 +565,6 @@ class Trainer:
         )
 
 
-def train(cfg: Config) -> TrainResult:
-    return Trainer(cfg).fit()
+def train(cfg: Config, stop: StopRequest | None = None) -> TrainResult:
+    """`stop`: stop-signal handlers installed before the set-up (see Trainer.fit)."""
+    return Trainer(cfg).fit(stop)

@@ -179,6 +179,33 @@ def test_single_process_exit_code_is_documented(workdir: Path) -> None:
     assert "done:" not in out
 
 
+def test_a_stop_during_start_up_is_acted_on_after_the_first_step(workdir: Path) -> None:
+    """SIGTERM while the auto shards of a fresh data root are being written (minutes on a big
+    folder; W&B start-up can take 30 s too) killed the process with no checkpoint and no
+    status.json. The handlers are now installed before the start-up: the run trains one step,
+    checkpoints, writes "preempted" and exits 75, and resumes from there."""
+    fresh = workdir / "fresh"
+    args = train_args(
+        "dcgan_digits.yaml",
+        "train.steps=100000",
+        "train.batch_size=32",
+        "train.run_name=early",
+        f"data.root={fresh}",
+    )
+    proc = start(args, workdir)
+    t0 = time.time()
+    while not (fresh / "shards").exists():  # writing has begun: deep inside the start-up
+        assert proc.poll() is None and time.time() - t0 < 120, proc.stdout.read()  # type: ignore[union-attr]
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_PREEMPTED, out[-3000:]
+    assert "SIGTERM arrived during start-up: stopping after the first step" in out
+    status = json.loads((workdir / "runs" / "early" / "status.json").read_text())
+    assert (status["state"], status["step"], status["signal"]) == ("preempted", 1, "SIGTERM")
+    assert (workdir / "runs" / "early" / "checkpoints" / "step_1").is_dir()
+
+
 def _kill_9(
     proc: subprocess.Popen, run: Path, after_step: int, mid_checkpoint: bool, rng: random.Random
 ) -> bool:
