@@ -208,6 +208,7 @@ def trainer_state(
     config_name: str,
     info: DatasetInfo,
     wandb_place: dict[str, str] | None = None,
+    step_outputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The trainer_state.json of a checkpoint: everything a resume needs beyond accelerate's
     state, and the data description `gandist sample`/`export` rebuild the generator from."""
@@ -221,6 +222,9 @@ def trainer_state(
         "amp_skipped_steps": amp_skipped_steps,
         "wandb_run_id": wandb_run_id,
         "wandb": wandb_place or {},  # project, entity, group: a resume continues there
+        # the step's logged values and whether its evaluation / samples were due: what a resume
+        # redoes when the run was killed during them (None: nothing recorded)
+        "step_outputs": step_outputs,
         "ema_n_averaged": ema_n_averaged,
         "world_size": world_size,
         "gandist_version": __version__,

@@ -176,6 +176,7 @@ class Trainer:
         resume = self.cfg.train.resume
         self.run_id = ""
         self.wandb_saved: dict[str, str] = {}  # where the resumed run's W&B run lives
+        self.pending_outputs: dict[str, Any] | None = None  # the checkpoint step's, if recorded
         self.resume_changes: list[str] = []  # optimizer settings the config changed
         if resume == "none":
             return None
@@ -207,6 +208,7 @@ class Trainer:
         self.skipped = dict(state.get("amp_skipped_steps", self.skipped))
         self.run_id = state.get("wandb_run_id", "")
         self.wandb_saved = dict(state.get("wandb") or {})
+        self.pending_outputs = state.get("step_outputs")
         return found
 
     def _write_run_config(self) -> None:
@@ -306,7 +308,15 @@ class Trainer:
                 f"step {self.step}'s evaluation and samples did not finish before the run "
                 "stopped (its checkpoint is written first): doing them now"
             )
-            final_eval = self._score_and_sample(log, self.step, {}, final_eval)
+            due = self.pending_outputs or {}  # what that step had due, and its logged values
+            final_eval = self._score_and_sample(
+                log,
+                self.step,
+                dict(due.get("values") or {}),
+                final_eval,
+                due.get("eval"),
+                due.get("samples"),
+            )
         preempted = False
         while self.step < t.steps:
             metrics = self.train_step()
@@ -326,8 +336,9 @@ class Trainer:
                 window_t, window_img = time.perf_counter(), 0
             if _due(t.checkpoint_every, s) or s == t.steps:
                 # before the evaluation and the samples (which leave the training state as it
-                # is): a stop or a kill during a long evaluation loses no training
-                self.last_ckpt = self.save()
+                # is): a stop or a kill during a long evaluation loses no training, and the
+                # step's logged values and what it had due let a resume redo them exactly
+                self.last_ckpt = self.save(self._outputs_due(s, values))
             final_eval = self._score_and_sample(log, s, values, final_eval)
             if s < t.steps and self._stop_due(stop):
                 preempted = True
@@ -339,17 +350,34 @@ class Trainer:
         stop.drain()  # a stop-flag allreduce still in flight (all ranks launched it)
         return self._finish(log, stop, preempted, final_eval)
 
+    def _outputs_due(self, s: int, values: dict[str, float]) -> dict[str, Any]:
+        """What step s has due after its checkpoint, and its logged values (trainer_state.json:
+        a resume after a kill during them redoes them, whatever the resumed config says)."""
+        t = self.cfg.train
+        return {
+            "values": dict(values),
+            "eval": _due(self.cfg.eval.every, s) or s == t.steps,
+            "samples": _due(t.sample_every, s, t.steps),
+        }
+
     def _score_and_sample(
         self,
         log: RunLog,
         s: int,
         values: dict[str, float],
         final_eval: dict[str, float] | None,
+        eval_due: bool | None = None,
+        samples_due: bool | None = None,
     ) -> dict[str, float] | None:
         """What follows step s's checkpoint: its evaluation (eval.every, the last step), its
-        metrics row (`values` plus the scores) and its sample grid. Returns the final scores."""
+        metrics row (`values` plus the scores) and its sample grid (None: due by the config).
+        Returns the final scores."""
         t, cfg = self.cfg.train, self.cfg
-        if _due(cfg.eval.every, s) or s == t.steps:
+        if eval_due is None:
+            eval_due = _due(cfg.eval.every, s) or s == t.steps
+        if samples_due is None:
+            samples_due = _due(t.sample_every, s, t.steps)
+        if eval_due:
             scores = self.evaluate(log)
             if scores is not None:
                 values.update({f"eval/{k}": v for k, v in scores.items()})
@@ -358,16 +386,24 @@ class Trainer:
                 final_eval = self._final_rejection_eval(log, values, final_eval)
         if values:
             log.scalars(s, values)
-        if _due(t.sample_every, s, t.steps):
+        if samples_due:
             self.write_samples(log)
         return final_eval
 
     def _step_outputs_lost(self) -> bool:
-        """Whether the run resumed from a checkpoint at an evaluation step whose metrics row was
-        never written: the stop came during that evaluation (the checkpoint precedes it). The
-        main process reads metrics.jsonl; every rank agrees, since evaluating is a collective."""
+        """Whether the run resumed from a checkpoint whose step's metrics row was never written:
+        the stop came during its evaluation or samples (the checkpoint precedes them). What was
+        due is the checkpoint's record (a changed eval.every does not hide it); a checkpoint
+        without one (older gandist): an evaluation step by this config. The main process reads
+        metrics.jsonl; every rank agrees, since evaluating is a collective."""
         s, t = self.step, self.cfg.train
-        if self.resumed_from is None or not (_due(self.cfg.eval.every, s) or s == t.steps):
+        if self.resumed_from is None:
+            return False
+        due = self.pending_outputs
+        if due is not None:
+            if not (due.get("values") or due.get("eval") or due.get("samples")):
+                return False
+        elif not (_due(self.cfg.eval.every, s) or s == t.steps):
             return False
         lost = self._agreed(
             lambda: str(all(row.get("step") != s for row in read_metrics(self.run_dir)))
@@ -522,7 +558,7 @@ class Trainer:
         values.update({f"eval_rejection/{k}": v for k, v in scores.items()})
         return {**scores, **{f"without_rejection/{k}": v for k, v in (plain or {}).items()}}
 
-    def trainer_state(self) -> dict[str, Any]:
+    def trainer_state(self, outputs: dict[str, Any] | None = None) -> dict[str, Any]:
         return ckpt.trainer_state(
             step=self.step,
             data=self.stream.state_dict(),
@@ -534,9 +570,11 @@ class Trainer:
             world_size=self.acc.num_processes,
             config_name=self.cfg.name,
             info=self.info,
+            step_outputs=outputs,
         )
 
-    def save(self) -> Path:
+    def save(self, outputs: dict[str, Any] | None = None) -> Path:
+        """A checkpoint of this step; `outputs`: what the step still has due (_outputs_due)."""
         check_health(0, 1, nonfinite_parameters(self._trained()), self.step, self.run_dir)
         self._sync_buffers()
         exports = {"generator": self.parts.G_plain, "discriminator": self.parts.D_plain}
@@ -547,7 +585,7 @@ class Trainer:
             self.run_dir,
             self.step,
             exports,
-            self.trainer_state(),
+            self.trainer_state(outputs),
             dump_yaml(self.cfg),
             self.cfg.train.keep_checkpoints,
         )

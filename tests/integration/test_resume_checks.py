@@ -97,6 +97,7 @@ def test_checkpoint_comes_before_the_evaluation(tmp_path: Path, capsys) -> None:
         "eval/fid": 7.0,
     }
     assert json.loads((t.run_dir / EVAL).read_text())["fid"] == 7.0
+    assert "d/loss" in read_metrics(t.run_dir)[-1]  # the step's own values too, not only eval
     # resumed with train.steps below the checkpoint: refused before anything is rewritten (it
     # said "the checkpoint is at train.steps=2" and rewrote config.yaml to 2 steps)
     with pytest.raises(ValueError, match=r"train\.steps=2 is below step 3 of the checkpoint"):
@@ -111,3 +112,36 @@ def test_checkpoint_comes_before_the_evaluation(tmp_path: Path, capsys) -> None:
     t2.fit()
     assert calls == []
     assert f"`gandist eval {t.run_dir}` scores it" in capsys.readouterr().out
+
+
+def test_a_step_cut_off_in_its_evaluation_is_redone_whatever_the_resumed_config(
+    tmp_path: Path,
+) -> None:
+    """Killed during step 2's evaluation, resumed with another eval.every: the step's row (its
+    losses and its scores) and its grid were lost for good; the checkpoint now records what
+    the step had due and its logged values."""
+    t = new_trainer(
+        tmp_path,
+        "train.steps=4",
+        "train.checkpoint_every=2",
+        "eval.every=2",
+        "train.sample_every=2",
+    )
+
+    def killed(log=None, rejection: bool = False) -> None:
+        raise KeyboardInterrupt  # a kill -9 during the evaluation
+
+    t.evaluate = killed  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        t.fit()
+    assert [row["step"] for row in read_metrics(t.run_dir)] == [1]
+    t2 = new_trainer(
+        tmp_path, "train.steps=4", "train.resume=auto", "eval.every=3", "train.sample_every=2"
+    )
+    t2.evaluate = lambda log=None, rejection=False: {"fid": 5.0}  # type: ignore[method-assign]
+    t2.fit()
+    rows = {row["step"]: row for row in read_metrics(t.run_dir)}
+    assert sorted(rows) == [1, 2, 3, 4]
+    assert rows[2]["eval/fid"] == 5.0 and "d/loss" in rows[2] and "lr/g" in rows[2]
+    assert (t.run_dir / "samples" / "step_000002.png").is_file()
+    assert "eval/fid" in rows[3] and "eval/fid" in rows[4]  # the resumed config's own
