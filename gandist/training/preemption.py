@@ -81,8 +81,8 @@ class StopRequest:
             self._work.wait()
             self._work = None
             if self._flag_np[0]:
-                if self.signal_name is None:
-                    self.signal_name = "peer"  # another rank was signalled
+                if self.signal_name is None:  # another rank was signalled: its signal's name
+                    self.signal_name = _name(int(self._flag_np[0]))
                 return True
         if self._flag is None:
             # Host memory and gloo whatever the training backend (NCCL included): the flag never
@@ -90,7 +90,7 @@ class StopRequest:
             self._group = dist.new_group(backend="gloo")
             self._flag = torch.zeros(1, dtype=torch.int32)
             self._flag_np = self._flag.numpy()  # reads and writes without tensor ops
-        self._flag_np[0] = 1 if local else 0
+        self._flag_np[0] = self._signum() if local else 0
         self._work = dist.all_reduce(
             self._flag, op=dist.ReduceOp.MAX, group=self._group, async_op=True
         )
@@ -111,11 +111,26 @@ class StopRequest:
         import torch
         import torch.distributed as dist
 
-        flag = torch.tensor([1 if local else 0], device=device)
+        flag = torch.tensor([self._signum() if local else 0], device=device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         if flag.item() and self.signal_name is None:
-            self.signal_name = "peer"  # another rank was signalled
+            self.signal_name = _name(int(flag.item()))  # another rank was signalled
         return bool(flag.item())
+
+    def _signum(self) -> int:
+        """This rank's signal as a number for the MAX reduction (SIGTERM wins over SIGUSR1), so
+        every rank, and status.json, names the signal a peer got."""
+        try:
+            return int(signal.Signals[self.signal_name or ""])
+        except KeyError:
+            return 255  # not a signal number: named "peer"
+
+
+def _name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return "peer"  # a rank's stop without a signal of its own
 
 
 def _distributed() -> bool:

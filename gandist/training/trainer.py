@@ -422,6 +422,8 @@ class Trainer:
         psi = self.cfg.eval.truncation
         if final_eval is not None and psi != 1.0:  # truncated scores say so, as gandist eval's
             final_eval = {**final_eval, "truncation": psi}
+        if stop.signal_name is not None and not preempted:  # came during the last step's work
+            log.message(f"{stop.signal_name} arrived after the last step: the run is complete")
         if self.last_ckpt is None or ckpt.checkpoint_step(self.last_ckpt) != self.step:
             self.last_ckpt = self.save()
         if acc.is_main_process:

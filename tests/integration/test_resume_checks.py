@@ -145,3 +145,21 @@ def test_a_step_cut_off_in_its_evaluation_is_redone_whatever_the_resumed_config(
     assert rows[2]["eval/fid"] == 5.0 and "d/loss" in rows[2] and "lr/g" in rows[2]
     assert (t.run_dir / "samples" / "step_000002.png").is_file()
     assert "eval/fid" in rows[3] and "eval/fid" in rows[4]  # the resumed config's own
+
+
+def test_a_signal_during_the_last_steps_evaluation_is_reported(tmp_path: Path, capsys) -> None:
+    """A stop that comes while the last step is being scored cannot stop anything: the run
+    completes, and now says the signal came (it was ignored without a word)."""
+    from gandist.training.preemption import StopRequest
+
+    t = new_trainer(tmp_path, "train.steps=2", "eval.every=2")
+    stop = StopRequest()  # handlers not installed: the test plays the signal
+
+    def signalled(log=None, rejection: bool = False) -> None:
+        stop.signal_name = "SIGTERM"
+
+    t.evaluate = signalled  # type: ignore[method-assign]
+    result = t.fit(stop)
+    assert not result.preempted and result.step == 2
+    assert "SIGTERM arrived after the last step: the run is complete" in capsys.readouterr().out
+    assert json.loads((t.run_dir / "status.json").read_text())["state"] == "completed"
