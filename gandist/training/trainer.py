@@ -208,7 +208,11 @@ class Trainer:
         self.skipped = dict(state.get("amp_skipped_steps", self.skipped))
         self.run_id = state.get("wandb_run_id", "")
         self.wandb_saved = dict(state.get("wandb") or {})
-        self.pending_outputs = state.get("step_outputs")
+        outputs = state.get("step_outputs") or {}
+        if outputs.get("run") == str(self.run_dir.resolve()):
+            # written by this run (a checkpoint copied from another run: its outputs are that
+            # run's, logged there)
+            self.pending_outputs = outputs
         return found
 
     def _write_run_config(self) -> None:
@@ -355,6 +359,7 @@ class Trainer:
         a resume after a kill during them redoes them, whatever the resumed config says)."""
         t = self.cfg.train
         return {
+            "run": str(self.run_dir.resolve()),
             "values": dict(values),
             "eval": _due(self.cfg.eval.every, s) or s == t.steps,
             "samples": _due(t.sample_every, s, t.steps),
