@@ -83,11 +83,8 @@ def _write_auto_shards(cfg: DataConfig, out: Path) -> None:
         progress=False,
     )
     print(f"gandist: wrote shards of {cfg.source} to {out}", flush=True)
-    if report.skipped:  # what training will not see, named (gandist shard's own summary lines)
-        lines = report.summary().splitlines()
-        start = next(i for i, line in enumerate(lines) if line.startswith("skipped "))
-        end = next((i for i, line in enumerate(lines) if line.startswith("converted ")), None)
-        print("gandist: " + "\n  ".join(lines[start:end]), flush=True)
+    if skipped := report.counted("skipped", report.skipped):  # what training will not see
+        print("gandist: " + "\n  ".join(skipped), flush=True)
 
 
 def _writable(directory: Path) -> bool:

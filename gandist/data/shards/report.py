@@ -98,11 +98,16 @@ class ShardReport:
         ]
         if not self.complete:
             lines.append("other parts are unfinished: the last part to finish writes the manifest")
-        for title, counts in (("skipped", self.skipped), ("converted", self.converted)):
-            if counts:
-                lines.append(f"{title} {sum(counts.values())}:")
-                for reason, n in counts.items():
-                    shown = ", ".join(self.examples.get(reason, []))
-                    more = ", ..." if n > len(self.examples.get(reason, [])) else ""
-                    lines.append(f"  {reason}: {n} - {REASONS[reason]}: {shown}{more}")
+        lines += self.counted("skipped", self.skipped) + self.counted("converted", self.converted)
         return "\n".join(lines)
+
+    def counted(self, title: str, counts: dict[str, int]) -> list[str]:
+        """`<title> N:` and one line per reason with its first paths; [] when none."""
+        if not counts:
+            return []
+        lines = [f"{title} {sum(counts.values())}:"]
+        for reason, n in counts.items():
+            shown = ", ".join(self.examples.get(reason, []))
+            more = ", ..." if n > len(self.examples.get(reason, [])) else ""
+            lines.append(f"  {reason}: {n} - {REASONS[reason]}: {shown}{more}")
+        return lines
