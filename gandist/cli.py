@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from gandist import __version__, cli_data, cli_eval
 from gandist.cli_command import Command
@@ -276,10 +277,28 @@ ORDER = (
 )  # fmt: skip
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, naming only the arguments that are required.
+
+    Why: `parse_intermixed_args` lists optional positionals (the `overrides` list) among the
+    missing ones, so `gandist train` alone said "required: config, overrides"."""
+
+    REQUIRED = "the following arguments are required: "
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith(self.REQUIRED):
+            optional = {
+                a.dest for a in self._actions if not a.option_strings and a.nargs in ("*", "?")
+            }
+            names = [n for n in message[len(self.REQUIRED) :].split(", ") if n not in optional]
+            message = self.REQUIRED + ", ".join(names)
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gandist", description=__doc__)
     p.add_argument("--version", action="version", version=f"gandist {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     commands = {c.name: c for c in (*COMMANDS, *cli_data.COMMANDS, *cli_eval.COMMANDS)}
     assert sorted(commands) == sorted(ORDER), "a subcommand missing from ORDER"
     for name in ORDER:
