@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -19,21 +22,35 @@ def pyplot():  # noqa: ANN201 - returns the matplotlib.pyplot module
     return plt
 
 
+@contextmanager
+def _written_whole(path: Path) -> Iterator[Path]:
+    """A name to write `path` under, renamed into place once written: a run killed while
+    writing a grid leaves no truncated PNG (a resume checks which grids exist; the GIF reads
+    them all). The temporary name keeps the suffix, which picks the image format."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
     """Write (N, C, H, W) images in [-1, 1] as one PNG grid; rows of `nrow` images."""
     from torchvision.utils import save_image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     nrow = nrow or max(1, int(math.ceil(math.sqrt(images.shape[0]))))
-    save_image(
-        images.detach().float().cpu(),
-        str(path),
-        nrow=nrow,
-        normalize=True,
-        value_range=(-1, 1),
-        padding=2,
-    )
+    with _written_whole(path) as tmp:
+        save_image(
+            images.detach().float().cpu(),
+            str(tmp),
+            nrow=nrow,
+            normalize=True,
+            value_range=(-1, 1),
+            padding=2,
+        )
     return path
 
 
@@ -45,7 +62,6 @@ def save_scatter(
 ) -> Path:
     """Write generated (and optionally real) 2-D points as a scatter plot PNG."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     if real is not None:
@@ -59,6 +75,7 @@ def save_scatter(
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path)
+    with _written_whole(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path

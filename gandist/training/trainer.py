@@ -208,11 +208,14 @@ class Trainer:
         self.skipped = dict(state.get("amp_skipped_steps", self.skipped))
         self.run_id = state.get("wandb_run_id", "")
         self.wandb_saved = dict(state.get("wandb") or {})
-        outputs = state.get("step_outputs") or {}
-        if outputs.get("run") == str(self.run_dir.resolve()):
-            # written by this run (a checkpoint copied from another run: its outputs are that
-            # run's, logged there)
-            self.pending_outputs = outputs
+        outputs = state.get("step_outputs")
+        if outputs is not None:
+            # owed where the run's log is: its own directory, or that directory moved (its
+            # metrics.jsonl came along); a checkpoint copied into a new run directory owes it
+            # nothing (the step's outputs are the source run's, logged there)
+            here = outputs.get("run") == str(self.run_dir.resolve())
+            moved = self._agreed(lambda: str(bool(read_metrics(self.run_dir)))) == "True"
+            self.pending_outputs = outputs if here or moved else {}
         return found
 
     def _write_run_config(self) -> None:
@@ -298,6 +301,7 @@ class Trainer:
                 "(checkpoint, status preempted)"
             )
         lost = self._step_outputs_lost()
+        grid_lost = not lost and self._step_grid_lost()
         if self.resumed_from is not None and self.step >= t.steps:
             rescore = "" if lost else f"; `gandist eval {self.run_dir}` scores it"
             log.message(
@@ -321,6 +325,9 @@ class Trainer:
                 due.get("eval"),
                 due.get("samples"),
             )
+        elif grid_lost:
+            log.message(f"step {self.step}'s sample grid was not written before the run stopped")
+            self.write_samples(log)
         preempted = False
         while self.step < t.steps:
             metrics = self.train_step()
@@ -414,6 +421,23 @@ class Trainer:
             lambda: str(all(row.get("step") != s for row in read_metrics(self.run_dir)))
         )
         return lost == "True"
+
+    def _step_grid_lost(self) -> bool:
+        """Whether the resumed step's sample grid is due and missing while its metrics row was
+        written: a kill while the grid was being written (the row comes first). Due: the
+        checkpoint's record, else by this config."""
+        if self.resumed_from is None:
+            return False
+        due = self.pending_outputs
+        t = self.cfg.train
+        if not (
+            due.get("samples") if due is not None else _due(t.sample_every, self.step, t.steps)
+        ):
+            return False
+        return self._agreed(lambda: str(not self._grid_path().exists())) == "True"
+
+    def _grid_path(self) -> Path:
+        return self.run_dir / SAMPLES_DIR / f"step_{self.step:06d}.png"
 
     def _finish(
         self,
@@ -534,7 +558,7 @@ class Trainer:
             self.generator_for_samples(),
             self.fixed,
             self.stream,
-            self.run_dir / SAMPLES_DIR / f"step_{self.step:06d}.png",
+            self._grid_path(),
             f"{self.cfg.name} step {self.step}",
             self.acc.device,
             self.dtype,

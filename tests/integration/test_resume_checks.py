@@ -5,9 +5,11 @@ at its last step says there is nothing left to train."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+import torchvision.utils
 
 from gandist.run_files import EVAL, read_metrics
 from gandist.training.checkpoint import checkpoint_step, latest_checkpoint
@@ -163,3 +165,56 @@ def test_a_signal_during_the_last_steps_evaluation_is_reported(tmp_path: Path, c
     assert not result.preempted and result.step == 2
     assert "SIGTERM arrived after the last step: the run is complete" in capsys.readouterr().out
     assert json.loads((t.run_dir / "status.json").read_text())["state"] == "completed"
+
+
+def test_a_grid_cut_off_while_written_is_redone_alone(tmp_path: Path, capsys) -> None:
+    """Killed while step 2's grid was written (its metrics row comes first): the resume saw the
+    row and left the grid missing for good. Now the grid alone is redone; a grid is never left
+    half-written under its name."""
+    t = new_trainer(tmp_path, "train.steps=3", "train.checkpoint_every=2", "train.sample_every=2")
+    grid = t.run_dir / "samples" / "step_000002.png"
+
+    def killed_in_png(*args, **kwargs) -> None:
+        raise KeyboardInterrupt  # a kill -9 while the PNG was being written
+
+    real_save = torchvision.utils.save_image
+    torchvision.utils.save_image = killed_in_png
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            t.fit()
+    finally:
+        torchvision.utils.save_image = real_save
+    assert [row["step"] for row in read_metrics(t.run_dir)] == [1, 2]
+    assert list((t.run_dir / "samples").iterdir()) == []  # no truncated or temporary file
+    calls: list[int] = []
+    t2 = new_trainer(tmp_path, "train.steps=3", "train.resume=auto", "train.sample_every=2")
+    t2.evaluate = lambda log=None, rejection=False: calls.append(t2.step)  # type: ignore[method-assign]
+    capsys.readouterr()
+    t2.fit()
+    assert "step 2's sample grid was not written before the run stopped" in capsys.readouterr().out
+    assert grid.is_file()
+    assert [row["step"] for row in read_metrics(t.run_dir)] == [1, 2, 3]  # step 2 once
+    assert set(calls) == {3}  # only the last step is scored (step 2 was)
+
+    # a checkpoint copied into a new run directory owes it nothing (no grid, no row of its
+    # step: the source run logged them); the same run moved elsewhere still redoes them
+    for name, copied in (("copy", t.run_dir / "checkpoints" / "step_2"), ("moved", t.run_dir)):
+        target = tmp_path / "elsewhere" / name
+        if name == "copy":
+            shutil.copytree(copied, target / "checkpoints" / "step_2")
+        else:
+            shutil.copytree(copied, target)
+            grid_moved = target / "samples" / "step_000002.png"
+            grid_moved.unlink()
+        t3 = tiny_trainer(
+            "dcgan", target.parent, f"train.run_name={name}",
+            f"train.resume={target / 'checkpoints' / 'step_2'}",
+            "train.steps=3", "train.sample_every=2",
+        )  # fmt: skip
+        t3.evaluate = lambda log=None, rejection=False: None  # type: ignore[method-assign]
+        capsys.readouterr()
+        t3.fit()
+        out = capsys.readouterr().out
+        assert ("was not written before" in out) == (name == "moved"), name
+        assert (target / "samples" / "step_000002.png").exists() == (name == "moved")
+        assert [row["step"] for row in read_metrics(target)][-1:] == [3]
