@@ -359,7 +359,10 @@ def main(argv: list[str] | None = None) -> int:
         _leave_process_group()
         return code
     except ConfigError as exc:
-        print(f"gandist: config error: {exc}", file=sys.stderr)
+        # every process reads the same files: said once per node (a launcher's local rank 0;
+        # each node's log keeps it), not once per GPU
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            print(f"gandist: config error: {exc}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError) as exc:
         print(f"gandist: error: {exc}", file=sys.stderr)

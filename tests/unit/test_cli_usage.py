@@ -27,3 +27,26 @@ def test_a_missing_argument_is_named_without_the_optional_overrides(
     assert exc.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.endswith(f"the following arguments are required: {missing}"), last
+
+
+@pytest.mark.parametrize(("local_rank", "said"), [(None, True), ("0", True), ("1", False)])
+def test_a_config_error_is_said_once_per_node(
+    local_rank: str | None,
+    said: bool,
+    tmp_path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Under torchrun every process read the same config and printed the same error (8 lines
+    on an 8-GPU node); each node's local rank 0 says it, every rank exits 2."""
+    from gandist import cli
+
+    if local_rank is None:
+        monkeypatch.delenv("LOCAL_RANK", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+    config = tmp_path / "c.yaml"
+    config.write_text("optim:\n  d:\n    lr: abc\n")
+    assert cli.main(["config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert ("config error" in err and "optim.d.lr" in err) == said, err
