@@ -134,6 +134,10 @@ trap_stop_signals() {
   trap 'on_stop_signal USR1' USR1
   trap 'on_stop_signal TERM' TERM
   trap 'on_stop_signal USR2' USR2
+  # one that came while the script was starting (each script records it from its first line)
+  if [ -n "${GANDIST_EARLY_STOP:-}" ]; then
+    on_stop_signal "$GANDIST_EARLY_STOP"
+  fi
 }
 
 # run_child command [arg ...]: runs the command in the background and waits until it has really

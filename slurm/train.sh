@@ -41,8 +41,8 @@
 #   GANDIST_LAUNCHER         torchrun (default) | accelerate
 #   GANDIST_MIXED_PRECISION  accelerate launcher: --mixed_precision (no | bf16 | fp16); unset:
 #                            accelerate's config file decides (train.precision=auto follows it)
-#   GANDIST_NPROC_PER_NODE   processes per node (default: GPUs allocated per node, else 1);
-#                            set it for CPU-only runs
+#   GANDIST_NPROC_PER_NODE   processes per node (default: GPUs allocated per node, else
+#                            --ntasks-per-node)
 #   GANDIST_MASTER_PORT      rendezvous port on the first node (default 20000 + job id % 20000)
 #   GANDIST_MAX_RESTARTS     restarts of all ranks after a rank fails, per job (default 3); each
 #                            resumes from the latest checkpoint (train.checkpoint_every bounds
@@ -75,6 +75,12 @@
 #SBATCH --signal=B:USR1@300
 #SBATCH --requeue
 set -euo pipefail
+# A stop signal before lib.sh's traps are set would end this shell (bash's default for SIGUSR1):
+# recorded here, acted on by trap_stop_signals.
+GANDIST_EARLY_STOP=${GANDIST_EARLY_STOP:-}
+trap 'GANDIST_EARLY_STOP=${GANDIST_EARLY_STOP:-USR1}' USR1
+trap 'GANDIST_EARLY_STOP=${GANDIST_EARLY_STOP:-TERM}' TERM
+trap 'GANDIST_EARLY_STOP=USR2' USR2
 
 # ---------------------------------------------------------------- where gandist lives
 
@@ -82,10 +88,18 @@ set -euo pipefail
 # (the job's Command), or from $0 when a script is run by path (train_dcgan.sh runs train.sh).
 # Keep gandist_home the same in every slurm/*.sh: lib.sh can only be sourced once it has run.
 gandist_home() {
-  local cmd d
+  local cmd d p="" w
+  local -a words dirs=("$(dirname "$0")")
   cmd=$(scontrol show job "${SLURM_JOB_ID:-none}" 2>/dev/null \
         | sed -n 's/^ *Command=//p' | head -n1)
-  for d in "$(dirname "$0")" "$(dirname "${cmd:-.}")"; do
+  # Command= is the submitted path followed by the script's arguments, which may hold slashes
+  # too: each leading run of words is a candidate path, shortest first.
+  read -r -a words <<<"$cmd" || true
+  for w in "${words[@]}"; do
+    p=${p:+$p }$w
+    dirs+=("$(dirname "$p")")
+  done
+  for d in "${dirs[@]}"; do
     [ -f "$d/lib.sh" ] && { (cd "$d/.." && pwd); return; }
   done
   printf '%s\n' "${SLURM_SUBMIT_DIR:-$(pwd)}"
@@ -140,15 +154,32 @@ STATUS=$RUN_DIR/status.json
 
 HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)
 NNODES=${SLURM_NNODES:-1}
-gpus_per_node() {
+gpus_per_node() {  # 0 when none is allocated or seen
   local g=${SLURM_GPUS_ON_NODE:-${SLURM_GPUS_PER_NODE:-}}
   g=${g##*:}  # "a100:4" -> "4"
   if [ -z "$g" ] && command -v nvidia-smi >/dev/null 2>&1; then
     g=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
   fi
-  [[ "$g" =~ ^[1-9][0-9]*$ ]] && printf '%s\n' "$g" || printf '1\n'
+  [[ "$g" =~ ^[1-9][0-9]*$ ]] && printf '%s\n' "$g" || printf '0\n'
 }
-NPROC=${GANDIST_NPROC_PER_NODE:-$(gpus_per_node)}
+# Processes per node: GANDIST_NPROC_PER_NODE, else one per GPU, else --ntasks-per-node (a
+# CPU-only job asking for 2 tasks per node gets 2 processes). Either way one srun task per node
+# runs the launcher, with every CPU the node's tasks were given.
+TASKS_PER_NODE=${SLURM_NTASKS_PER_NODE:-1}
+[[ "$TASKS_PER_NODE" =~ ^[1-9][0-9]*$ ]] || TASKS_PER_NODE=1
+GPUS=$(gpus_per_node)
+if [ -n "${GANDIST_NPROC_PER_NODE:-}" ]; then
+  NPROC=$GANDIST_NPROC_PER_NODE
+elif [ "$GPUS" -gt 0 ]; then
+  NPROC=$GPUS
+  if [ "$TASKS_PER_NODE" -gt 1 ] && [ "$TASKS_PER_NODE" != "$GPUS" ]; then
+    log "--ntasks-per-node=$TASKS_PER_NODE: running one process per GPU ($GPUS per node);" \
+        "set GANDIST_NPROC_PER_NODE for another count"
+  fi
+else
+  NPROC=$TASKS_PER_NODE
+fi
+[[ "$NPROC" =~ ^[1-9][0-9]*$ ]] || die "GANDIST_NPROC_PER_NODE: not a positive number: '$NPROC'"
 PORT=${GANDIST_MASTER_PORT:-$(( 20000 + SLURM_JOB_ID % 20000 ))}
 
 MAX_RESTARTS=${GANDIST_MAX_RESTARTS:-3}
@@ -225,6 +256,7 @@ trap_stop_signals
 # ---------------------------------------------------------------- launch
 
 STARTED=$(date +%s)
+[ -z "$STOP_SIGNAL" ] || log "SIG$STOP_SIGNAL during the script's start-up: not launching"
 if [ -z "$STOP_SIGNAL" ]; then  # else signalled before the launch: nothing to run
   # --kill-on-bad-exit=0: after a preemption every node's torchrun exits 1, and the first must
   # not kill the others while they finish. --wait=60: a node's torchrun exits only at the end
@@ -233,9 +265,9 @@ if [ -z "$STOP_SIGNAL" ]; then  # else signalled before the launch: nothing to r
   # ones, are ended 60 s later instead of at dist.timeout_s.
   SRUN=(srun --nodes="$NNODES" --ntasks="$NNODES" --ntasks-per-node=1 --kill-on-bad-exit=0
         --wait=60)
-  # Slurm 22.05+ srun does not inherit --cpus-per-task from the job; pass it on.
+  # Slurm 22.05+ srun does not inherit --cpus-per-task from the job; pass on the node's CPUs.
   if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then
-    SRUN+=(--cpus-per-task="$SLURM_CPUS_PER_TASK")
+    SRUN+=(--cpus-per-task="$(( SLURM_CPUS_PER_TASK * TASKS_PER_NODE ))")
   fi
   # One task per node. The single-quoted script runs on each node, so $SLURM_NODEID is that
   # node's own: 0 on the head node, which hosts the rendezvous (is_host=1). Arguments: how many

@@ -21,6 +21,12 @@
 #SBATCH --signal=B:USR1@120
 #SBATCH --requeue
 set -euo pipefail
+# A stop signal before lib.sh's traps are set would end this shell (bash's default for SIGUSR1):
+# recorded here, acted on by trap_stop_signals.
+GANDIST_EARLY_STOP=${GANDIST_EARLY_STOP:-}
+trap 'GANDIST_EARLY_STOP=${GANDIST_EARLY_STOP:-USR1}' USR1
+trap 'GANDIST_EARLY_STOP=${GANDIST_EARLY_STOP:-TERM}' TERM
+trap 'GANDIST_EARLY_STOP=USR2' USR2
 
 # ---------------------------------------------------------------- where gandist lives
 
@@ -28,10 +34,18 @@ set -euo pipefail
 # (the job's Command), or from $0 when a script is run by path (train_dcgan.sh runs train.sh).
 # Keep gandist_home the same in every slurm/*.sh: lib.sh can only be sourced once it has run.
 gandist_home() {
-  local cmd d
+  local cmd d p="" w
+  local -a words dirs=("$(dirname "$0")")
   cmd=$(scontrol show job "${SLURM_JOB_ID:-none}" 2>/dev/null \
         | sed -n 's/^ *Command=//p' | head -n1)
-  for d in "$(dirname "$0")" "$(dirname "${cmd:-.}")"; do
+  # Command= is the submitted path followed by the script's arguments, which may hold slashes
+  # too: each leading run of words is a candidate path, shortest first.
+  read -r -a words <<<"$cmd" || true
+  for w in "${words[@]}"; do
+    p=${p:+$p }$w
+    dirs+=("$(dirname "$p")")
+  done
+  for d in "${dirs[@]}"; do
     [ -f "$d/lib.sh" ] && { (cd "$d/.." && pwd); return; }
   done
   printf '%s\n' "${SLURM_SUBMIT_DIR:-$(pwd)}"
@@ -42,6 +56,7 @@ source "$GANDIST_HOME/slurm/lib.sh" \
   || { echo "gandist-slurm: error: no slurm/lib.sh in GANDIST_HOME=$GANDIST_HOME" >&2; exit 2; }
 require_batch_job
 export GANDIST_HOME  # train.sh needs no search of its own
+export GANDIST_EARLY_STOP  # a stop signal that came before the exec below
 [ -f "$GANDIST_HOME/slurm/train.sh" ] || die "no slurm/train.sh under GANDIST_HOME=$GANDIST_HOME"
 
 exec bash "$GANDIST_HOME/slurm/train.sh" \

@@ -124,8 +124,12 @@ class SlurmJobs:
         self.submitted: list[str] = []
 
     def submit(self, script: str, args: list[str], env: dict[str, str], *sbatch: str) -> str:
+        # Submitted from the project directory, as a user outside the checkout does: the
+        # scripts find slurm/lib.sh from the submitted path, arguments with slashes or not.
         cmd = ["sbatch", "--parsable", f"--chdir={self.workdir}", *sbatch, str(SLURM / script)]
-        proc = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [*cmd, *args], env=env, cwd=self.workdir, capture_output=True, text=True, timeout=60
+        )
         assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}{proc.stderr}"
         job_id = proc.stdout.strip().split(";")[0]
         self.submitted.append(job_id)
@@ -197,17 +201,29 @@ def _assert_completed(record: dict[str, str], log: Path) -> None:
 @pytest.mark.cluster
 @pytest.mark.timeout(180)
 def test_slurm_dcgan_two_process_run(slurm_jobs: SlurmJobs, tmp_path: Path) -> None:
-    """sbatch slurm/train_dcgan.sh, overrides from the environment: 2 processes, N steps,
-    a checkpoint, status.json completed."""
+    """sbatch slurm/train_dcgan.sh from a project directory outside the checkout, overrides
+    from the environment, `--ntasks-per-node=2` on a CPU-only job (2 processes; it was ignored:
+    1 process), and a SIGUSR1 while the script starts (it killed the batch shell: FAILED, never
+    requeued): the job is requeued, then trains N steps, checkpoints, status.json completed."""
     steps = 12
     log = tmp_path / "dcgan.log"
     env = _job_env(GANDIST_OVERRIDES=" ".join([f"train.steps={steps}", *TINY]))
+    del env["GANDIST_NPROC_PER_NODE"]
     job = slurm_jobs.submit(
-        "train_dcgan.sh", [], env,
-        f"--output={log}", "--gpus-per-node=0", "--cpus-per-task=2", "--time=10",
+        "train_dcgan.sh", [], env, f"--output={log}", "--gpus-per-node=0",
+        "--ntasks-per-node=2", "--cpus-per-task=1", "--time=10",
     )  # fmt: skip
+    # The batch shell is up once SLURM has opened its log; the script then needs seconds
+    # (scontrol, the config resolver) before it traps signals itself.
+    _wait_for(log.is_file, 90, "the batch script to start", log)
+    time.sleep(0.3)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True, timeout=30)
     (record,) = slurm_jobs.wait(job, timeout=150, log=log)
     _assert_completed(record, log)
+    assert record["Restarts"] == "1", f"{record}\n{_tail(log)}"
+    first = log.read_text().split("(restart 1)")[0]
+    assert "SIGUSR1" in first and "stopping at step" not in first, _tail(log)
+    assert f"requeued job {job}" in first, _tail(log)
 
     text = log.read_text()
     run_dir = tmp_path / "runs" / f"dcgan_digits-{job}"
