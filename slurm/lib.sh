@@ -135,8 +135,8 @@ trap_stop_signals() {
   trap 'on_stop_signal TERM' TERM
   trap 'on_stop_signal USR2' USR2
   # one that came while the script was starting (each script records it from its first line)
-  if [ -n "${GANDIST_EARLY_STOP:-}" ]; then
-    on_stop_signal "$GANDIST_EARLY_STOP"
+  if [ -n "${gandist_early_stop:-}" ]; then
+    on_stop_signal "$gandist_early_stop"
   fi
 }
 

@@ -50,10 +50,10 @@
 set -euo pipefail
 # A stop signal before lib.sh's traps are set would end this shell (bash's default for SIGUSR1):
 # recorded here, acted on by trap_stop_signals.
-GANDIST_EARLY_STOP=${GANDIST_EARLY_STOP:-}
-trap 'GANDIST_EARLY_STOP=${GANDIST_EARLY_STOP:-USR1}' USR1
-trap 'GANDIST_EARLY_STOP=${GANDIST_EARLY_STOP:-TERM}' TERM
-trap 'GANDIST_EARLY_STOP=USR2' USR2
+gandist_early_stop=${gandist_early_stop:-}
+trap 'gandist_early_stop=${gandist_early_stop:-USR1}' USR1
+trap 'gandist_early_stop=${gandist_early_stop:-TERM}' TERM
+trap 'gandist_early_stop=USR2' USR2
 
 # ---------------------------------------------------------------- where gandist lives
 

@@ -23,10 +23,10 @@
 set -euo pipefail
 # A stop signal before lib.sh's traps are set would end this shell (bash's default for SIGUSR1):
 # recorded here, acted on by trap_stop_signals.
-GANDIST_EARLY_STOP=${GANDIST_EARLY_STOP:-}
-trap 'GANDIST_EARLY_STOP=${GANDIST_EARLY_STOP:-USR1}' USR1
-trap 'GANDIST_EARLY_STOP=${GANDIST_EARLY_STOP:-TERM}' TERM
-trap 'GANDIST_EARLY_STOP=USR2' USR2
+gandist_early_stop=${gandist_early_stop:-}
+trap 'gandist_early_stop=${gandist_early_stop:-USR1}' USR1
+trap 'gandist_early_stop=${gandist_early_stop:-TERM}' TERM
+trap 'gandist_early_stop=USR2' USR2
 
 # ---------------------------------------------------------------- where gandist lives
 
@@ -56,7 +56,7 @@ source "$GANDIST_HOME/slurm/lib.sh" \
   || { echo "gandist-slurm: error: no slurm/lib.sh in GANDIST_HOME=$GANDIST_HOME" >&2; exit 2; }
 require_batch_job
 export GANDIST_HOME  # train.sh needs no search of its own
-export GANDIST_EARLY_STOP  # a stop signal that came before the exec below
+export gandist_early_stop  # a stop signal that came before the exec below
 [ -f "$GANDIST_HOME/slurm/train.sh" ] || die "no slurm/train.sh under GANDIST_HOME=$GANDIST_HOME"
 
 exec bash "$GANDIST_HOME/slurm/train.sh" \
