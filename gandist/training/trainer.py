@@ -54,6 +54,7 @@ from gandist.training.networks import (
 )
 from gandist.training.optimizers import apply_settings, build_optimizer
 from gandist.training.preemption import StopRequest
+from gandist.training.run_lock import RunInUse, hold_run_dir
 from gandist.training.samples import Scorer, fixed_inputs, render_samples
 from gandist.training.schedules import set_rates_at
 from gandist.training.step_inputs import StepInputs
@@ -154,6 +155,7 @@ class Trainer:
         # Resume, record the run, start tracking.
         # The main process decides (it sees what earlier runs left); every rank agrees.
         self.run_dir = Path(self._agreed(lambda: str(ckpt.choose_run_dir(cfg))))
+        self.lock_note = self._hold_run_dir()  # before anything is written there
         self.resumed_from = self._load_checkpoint()
         self._write_run_config()
         self.run_id = self.run_id or self._agreed(new_run_id)  # W&B's, kept in checkpoints
@@ -170,6 +172,22 @@ class Trainer:
         box = [make() if self.acc.is_main_process else None]
         broadcast_object_list(box)
         return str(box[0])
+
+    def _hold_run_dir(self) -> str:
+        """The main process locks the run directory (training/run_lock.py); every rank stops
+        with the holder's name when another job trains into it."""
+        in_use = "in use: "
+
+        def hold() -> str:
+            try:
+                return hold_run_dir(self.run_dir)
+            except RunInUse as exc:
+                return in_use + str(exc)
+
+        said = self._agreed(hold)
+        if said.startswith(in_use):
+            raise RunInUse(said[len(in_use) :])
+        return said
 
     def _load_checkpoint(self) -> Path | None:
         """Restore everything a checkpoint holds (train.resume); None for a fresh run."""
@@ -294,6 +312,8 @@ class Trainer:
                 log.message(line)
         if self.init_from is not None:
             log.message(self.init_from.message)
+        if self.lock_note:
+            log.message(self.lock_note)
         log.message(self._banner())
         if stop.signal_name is not None and self.step < t.steps:
             log.message(

@@ -1,0 +1,92 @@
+"""One training process writes a run directory at a time.
+
+Why: `train.resume=auto` continues whatever run directory the name points at, so two jobs given
+the same run name (a resubmission while the requeued original still waits in the queue, a
+copied launch line) both trained into it: interleaved metrics rows, checkpoints of two runs
+under one `latest`, and both reported success. The main process of a run holds an advisory
+lock (`fcntl.flock`, released by the kernel when the process ends, however it ends: no stale
+locks after a kill -9 or a node crash) on `<run>/.gandist.lock` for as long as it lives.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import IO
+
+LOCK_FILE = ".gandist.lock"
+# Filesystems without locks answer these (Lustre mounted without `flock`, some FUSE mounts):
+# the run goes on unguarded rather than not at all.
+_NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
+_held: dict[str, IO[str]] = {}  # run dir -> open lock file, for this process's lifetime
+
+
+class RunInUse(ValueError):
+    """Another live process trains into this run directory."""
+
+
+def hold_run_dir(run_dir: Path) -> str:
+    """Lock `run_dir` for the rest of this process; "" when locked (or already held by this
+    process: a second Trainer of one Python session), a note when the filesystem has no locks.
+    Raises RunInUse, naming the holder, when another process holds it."""
+    key = str(run_dir.resolve())
+    if key in _held:
+        return ""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    fh = open(path, "a+")  # noqa: SIM115 - kept open: the lock lives as long as the file is open
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in _NO_LOCKS:
+            fh.close()
+            return (
+                f"{run_dir}: this filesystem has no file locks, so a second job training into "
+                "the same run directory would not be noticed"
+            )
+        fh.seek(0)
+        holder = _describe(fh.read())
+        fh.close()
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise RunInUse(
+                f"{run_dir} is in use: another gandist train{holder} is writing it. Wait for "
+                "it to end (train.resume=auto then continues from its last checkpoint), or "
+                "start another run with another train.run_name"
+            ) from None
+        raise
+    fh.seek(0)
+    fh.truncate()
+    fh.write(json.dumps(_me()) + "\n")
+    fh.flush()
+    _held[key] = fh
+    return ""
+
+
+def _me() -> dict[str, str | int]:
+    me: dict[str, str | int] = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    if os.environ.get("SLURM_JOB_ID"):
+        me["slurm_job"] = os.environ["SLURM_JOB_ID"]
+    return me
+
+
+def _describe(text: str) -> str:
+    """' (pid 12, host n1, SLURM job 7, since ...)' from the holder's record; '' if unreadable."""
+    try:
+        d = json.loads(text)
+        parts = [f"pid {d['pid']}", f"host {d['host']}"]
+    except (ValueError, KeyError, TypeError):
+        return ""
+    if d.get("slurm_job"):
+        parts.append(f"SLURM job {d['slurm_job']}")
+    if d.get("since"):
+        parts.append(f"since {d['since']}")
+    return f" ({', '.join(parts)})"

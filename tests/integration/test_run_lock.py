@@ -1,0 +1,68 @@
+"""Two jobs given one run name: the second stops before it writes anything, naming the first
+(both trained into one directory and both reported success); the lock dies with its process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gandist.training.run_lock import LOCK_FILE, RunInUse, hold_run_dir
+from tests.integration.tiny_runs import tiny_trainer
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from gandist.training.run_lock import hold_run_dir
+assert hold_run_dir(Path(sys.argv[1])) == ""
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def _holder(run_dir: Path) -> subprocess.Popen[str]:
+    """Another process (another job) holding the run directory, as its training would."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(run_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SLURM_JOB_ID": "4242"},
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_run_directory_in_use_is_refused_until_its_holder_dies(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "shared"
+    holder = _holder(run_dir)
+    try:
+        with pytest.raises(RunInUse) as err:
+            hold_run_dir(run_dir)
+        text = str(err.value)
+        assert f"{run_dir} is in use" in text
+        assert f"pid {holder.pid}" in text and "SLURM job 4242" in text
+        assert "train.run_name" in text and "train.resume=auto" in text
+    finally:
+        holder.send_signal(signal.SIGKILL)  # a kill -9 leaves no stale lock
+        holder.wait(timeout=30)
+    assert hold_run_dir(run_dir) == ""
+    assert str(os.getpid()) in (run_dir / LOCK_FILE).read_text()
+    assert hold_run_dir(run_dir) == ""  # this process again (a second Trainer): fine
+
+
+def test_a_second_trainer_stops_before_writing_into_a_run_in_use(tmp_path: Path) -> None:
+    """train.resume=auto into a directory another live job trains: refused, nothing written
+    (no config.yaml rewritten, no status.json of a failure in the other job's directory)."""
+    run_dir = tmp_path / "dcgan"
+    holder = _holder(run_dir)
+    try:
+        with pytest.raises(RunInUse, match=f"pid {holder.pid}"):
+            tiny_trainer("dcgan", tmp_path, "train.resume=auto")
+        assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_FILE]
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
