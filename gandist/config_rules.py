@@ -29,6 +29,30 @@ def batch_share_fix(multiple: int, batch_size: int, world_size: int, unit: str) 
     )
 
 
+def _validate_split(cfg: Config, origin: str) -> None:
+    """The per-process batch over dist.world_size processes, known before launch: the launch
+    scripts check a config with the world they will start, so a batch that does not split
+    fails in a second with exit 2 (the same rules, checked in the workers at start-up, failed
+    every rank, and torchrun and the cluster retried them)."""
+    n, b = cfg.dist.world_size, cfg.train.batch_size
+    if b % n:
+        lower = max(n, b // n * n)
+        raise fail(
+            origin,
+            "train.batch_size",
+            f"{b} is the global batch and must divide evenly over dist.world_size={n} "
+            f"processes: use a multiple of {n} (e.g. {lower} or {lower + n})",
+        )
+    rules = (
+        ("model.pack", cfg.model.pack, "model.pack", cfg.model.pack > 1),
+        ("loss.mode_seeking", 2, "2", cfg.loss.mode_seeking > 0),
+    )
+    for key, multiple, unit, on in rules:
+        fix = batch_share_fix(multiple, b, n, unit) if on else None
+        if fix:
+            raise fail(origin, key, f"needs whole groups of {multiple} on every process: {fix}")
+
+
 def validate(cfg: Config, origin: str = "<config>") -> None:
     """Cross-field rules that a single key's type cannot express."""
     m, lo, t = cfg.model, cfg.loss, cfg.train
@@ -119,6 +143,8 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
                 origin, f"optim.{net}.min_lr_ratio", f"must be in [0, 1], got {o.min_lr_ratio}"
             )
     _validate_techniques(cfg, origin)
+    if cfg.dist.world_size > 0:
+        _validate_split(cfg, origin)
     if lo.penalty in ("gp", "r1") and m.d_norm == "batch":
         raise fail(
             origin,

@@ -146,9 +146,6 @@ except ConfigError as exc:
 t = cfg.train
 print(Path(t.output_dir, t.run_name or cfg.name or "run").resolve())
 '
-RUN_DIR=$("${PY[@]}" -c "$RESOLVE_PY" "$CONFIG" "${OVERRIDES[@]}") \
-  || die "cannot resolve the run directory: a bad config or override, or no gandist in ${PY[*]}"
-STATUS=$RUN_DIR/status.json
 
 # ---------------------------------------------------------------- topology
 
@@ -180,6 +177,12 @@ else
   NPROC=$TASKS_PER_NODE
 fi
 [[ "$NPROC" =~ ^[1-9][0-9]*$ ]] || die "GANDIST_NPROC_PER_NODE: not a positive number: '$NPROC'"
+# Resolved with the world it will start (dist.world_size: a global batch that does not split
+# over it fails here, in a second, exit 2), this override for the check only.
+RUN_DIR=$("${PY[@]}" -c "$RESOLVE_PY" "$CONFIG" "${OVERRIDES[@]}" \
+            "dist.world_size=$(( NNODES * NPROC ))") \
+  || die "cannot resolve the run directory: a bad config or override, or no gandist in ${PY[*]}"
+STATUS=$RUN_DIR/status.json
 PORT=${GANDIST_MASTER_PORT:-$(( 20000 + SLURM_JOB_ID % 20000 ))}
 
 MAX_RESTARTS=${GANDIST_MAX_RESTARTS:-3}

@@ -751,3 +751,19 @@ def test_rehearsal_crashed_rank_restarts_every_pod_from_the_checkpoint(
         assert got.keys() == want.keys()
         unequal = [k for k in want if not torch.equal(got[k], want[k])]
         assert not unequal, f"{stem}: restarted run != uninterrupted run in {unequal}"
+
+
+def test_rehearsal_a_batch_that_does_not_split_over_the_pods_fails_the_job_at_once(
+    tmp_path: Path,
+) -> None:
+    """2 pods x 1 process and train.batch_size=15: the pod's pre-check knows the world it will
+    start, so the pod exits 2 (podFailurePolicy: FailJob) before torchrun; it exited 1 after
+    torchrun's restarts, and the Job retried it up to backoffLimit."""
+    r = K8sRehearsal(tmp_path)
+    r.tiny_config(10)
+    r.trainer["args"] = [*r.trainer["args"], "train.batch_size=15"]
+    pod = r.start_trainer(0, attempt=1)
+    assert pod.wait(120) == 2, pod.tail()
+    text = pod.log.read_text()
+    assert "dist.world_size=2 processes: use a multiple of 2" in text, pod.tail()
+    assert not r.run_dir().exists()

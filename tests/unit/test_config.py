@@ -240,3 +240,22 @@ def test_sources_of_the_registry_and_shards_pass(tmp_path: Path) -> None:
         assert load_config(path, ["data.source=my_scans:/x"]).data.source == "my_scans:/x"
     finally:
         SOURCES._items.pop("my_scans")
+
+
+def test_a_batch_that_does_not_split_over_dist_world_size_is_a_config_error() -> None:
+    """The launch scripts check a config with the world they start (dist.world_size): a batch
+    that does not split failed only inside every worker (exit 1, retried by torchrun and the
+    cluster); now it is exit 2 before any node starts."""
+    recipe = CONFIGS[0].parent / "dcgan_digits.yaml"
+    with pytest.raises(
+        ConfigError,
+        match=r"train.batch_size: 15 is the global batch .* "
+        r"dist.world_size=2 processes: use a multiple of 2 \(e.g. 14 or 16\)",
+    ):
+        load_config(recipe, ["train.batch_size=15", "dist.world_size=2"])
+    with pytest.raises(ConfigError, match=r"model.pack: needs whole groups of 4 .* = 16"):
+        load_config(recipe, ["train.batch_size=24", "model.pack=4", "dist.world_size=4"])
+    with pytest.raises(ConfigError, match=r"loss.mode_seeking: needs whole groups of 2"):
+        load_config(recipe, ["train.batch_size=6", "loss.mode_seeking=1", "dist.world_size=6"])
+    load_config(recipe, ["train.batch_size=15"])  # no world given: checked at start-up
+    load_config(recipe, ["train.batch_size=32", "model.pack=4", "dist.world_size=8"])
