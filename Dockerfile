@@ -82,6 +82,12 @@ RUN pip install --no-cache-dir --no-deps . \
 WORKDIR /workspace
 COPY configs ./configs
 
+# Any user id of group 0 (OpenShift's arbitrary uids, `docker run --user 12345:0`) may write the
+# working directory (runs/, data/) and HOME (W&B's and torch's caches) as uid 1000 does; HOME is
+# set, since such a uid has no home of its own.
+RUN chgrp -R 0 /workspace /home/gandist && chmod -R g=u /workspace /home/gandist
+ENV HOME=/home/gandist
+
 USER 1000:1000
 ENTRYPOINT ["gandist"]
 CMD ["--help"]

@@ -367,6 +367,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"gandist: error: {exc}", file=sys.stderr)
         return 2
+    except PermissionError as exc:  # a container run as another user, a read-only volume
+        where = Path(exc.filename).absolute() if exc.filename else "a file"
+        print(
+            f"gandist: error: permission denied: {where} (user id {os.getuid()}). Make it "
+            "writable for this user, or point train.output_dir and data.root (the runs and "
+            f"the data caches; relative paths start at {Path.cwd()}) at a directory that is",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

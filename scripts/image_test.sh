@@ -142,6 +142,14 @@ state = json.loads((ckpt / "trainer_state.json").read_text())
 assert state["step"] == 6 and state["world_size"] == 2, state
 print(f"checkpoint {ckpt.name}: step {state['step']}, world_size {state['world_size']}")
 EOF
+    say "an arbitrary user id of group 0 (OpenShift), no volume: trains, W&B offline"
+    podman run --rm --network=none --user 12345:0 "$TAG" \
+        train configs/dcgan_digits.yaml train.steps=2 train.batch_size=16 model.g_width=8 \
+        model.d_width=8 train.sample_every=2 tracking.wandb=offline 2>&1 | tee "$CACHE/uid.log"
+    grep -q "done: 2 steps" "$CACHE/uid.log" || die "the arbitrary-uid run did not finish"
+    if grep -qiE "permission denied|could not log" "$CACHE/uid.log"; then
+        die "the arbitrary-uid run could not write somewhere (see $CACHE/uid.log)"
+    fi
     say "smoke test passed in $((SECONDS - smoke_start)) s; image-test OK (total ${SECONDS} s)"
 }
 

@@ -293,6 +293,34 @@ def test_shard_job_writes_what_training_reads() -> None:
     assert "ReadWriteMany" in pvc["spec"]["accessModes"]
 
 
+def test_evaluator_job_writes_what_training_reads(tmp_path: Path) -> None:
+    """The evaluator Job's `gandist train-evaluator` lands where the run looks for one (the
+    ConfigMap's source, size and data root on the volume): a run on Kubernetes ends scored, and
+    the evaluator outlives the pod that trained it."""
+    from gandist.cli import parse
+    from gandist.cli_data import source_config
+    from gandist.config import load_config
+    from gandist.evaluation.classifier import default_evaluator_dir
+    from gandist.evaluation.image_eval import evaluator_dir, train_evaluator_hint
+
+    cm = k8s_find(k8s_load(K8S / "wgan-gp.yaml"), "ConfigMap", name="wgan-gp-config")
+    path = tmp_path / "config.yaml"
+    path.write_text(cm["data"]["config.yaml"])
+    cfg = load_config(path)
+    job = k8s_find(k8s_load(K8S / "evaluator-job.yaml"), "Job", name="gandist-evaluator-digits")
+    container = k8s_container(job)
+    assert "command" not in container and docker_entrypoint() == ["gandist"]
+    args = parse(container["args"])
+    data = source_config(
+        args, source=args.source, image_size=args.image_size, channels=args.channels
+    )
+    assert default_evaluator_dir(data) == evaluator_dir(cfg)
+    assert str(evaluator_dir(cfg)).startswith(container["volumeMounts"][0]["mountPath"])
+    assert train_evaluator_hint(cfg) == f"gandist {' '.join(container['args'])}"
+    shard = k8s_container(k8s_find(k8s_load(K8S / "shard-job.yaml"), "Job"))
+    assert container["image"] == shard["image"]
+
+
 def test_configmap_is_the_recipe_it_names() -> None:
     """The ConfigMap says it is configs/wgan_gp_digits.yaml on the shards: every training and
     scoring setting must match, only the data source and the cluster's cadence may differ."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gandist.cli import parse
@@ -50,3 +52,22 @@ def test_a_config_error_is_said_once_per_node(
     assert cli.main(["config", str(config)]) == 2
     err = capsys.readouterr().err
     assert ("config error" in err and "optim.d.lr" in err) == said, err
+
+
+def test_a_permission_error_names_the_path_and_the_settings_to_move(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A container run as another uid could not create `data/` under its working directory:
+    a bare PermissionError traceback, exit 1."""
+    import argparse
+
+    from gandist import cli
+
+    def denied(args: argparse.Namespace) -> int:
+        raise PermissionError(13, "Permission denied", "data")
+
+    monkeypatch.setattr(cli, "parse", lambda argv: argparse.Namespace(func=denied))
+    assert cli.main([]) == 2
+    err = capsys.readouterr().err
+    assert "permission denied:" in err and f"{Path.cwd() / 'data'}" in err
+    assert "train.output_dir and data.root" in err
