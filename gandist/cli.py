@@ -196,8 +196,9 @@ def _sample_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--labels",
         default=None,
-        help="condition for every sample: class index/name, or comma-joined label "
-        "names for multi-label models; default: class-sorted grid",
+        help="condition for every sample: class name or index (a name first: a folder "
+        "named 1 is '1'), or comma-joined label names for multi-label models; default: "
+        "class-sorted grid",
     )
     s.add_argument("--seed", type=int, default=0, help="seed of the samples' z (default 0)")
     s.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")

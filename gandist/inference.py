@@ -108,13 +108,34 @@ class TrainedGenerator(nn.Module):
         if isinstance(spec, Tensor):
             return self._check_tensor(spec, n)
         if isinstance(spec, (int, str)):
-            return self._parse(str(spec), n)
+            return self._parse(spec, n)
         items = list(spec)
         if len(items) != n:
             raise ValueError(f"labels: got {len(items)} conditions for n={n} samples")
-        return torch.cat([self._parse(self._item_text(item), 1) for item in items])
+        return torch.cat([self._parse(item, 1) for item in items])
 
-    def _parse(self, text: str, n: int) -> Tensor:
+    def _parse(self, item: int | str | Sequence[int | str], n: int) -> Tensor:
+        """One condition for n samples. Python ints are indices; strings are names first (a
+        class folder may be named "1"), then indices, as `gandist sample --labels`."""
+        ints = [item] if isinstance(item, int) else None
+        if not isinstance(item, (int, str)) and all(isinstance(i, int) for i in item):
+            ints = list(item)  # type: ignore[arg-type]
+        if ints is None:
+            return self._parse_text(self._item_text(item), n)
+        k = self.info.num_labels
+        bad = [i for i in ints if not 0 <= i < k]
+        if bad or (self.info.label_type == "class" and len(ints) != 1):
+            raise ValueError(
+                f"labels: {item!r} is not a label index (0..{k - 1})"
+                + ("" if bad else "; a class model takes one index per sample")
+            )
+        if self.info.label_type == "class":
+            return torch.full((n,), ints[0], dtype=torch.long)
+        y = torch.zeros(n, k)
+        y[:, ints] = 1
+        return y
+
+    def _parse_text(self, text: str, n: int) -> Tensor:
         try:
             y = parse_labels(text, self.info, n)[0]
         except ValueError as exc:  # the CLI's wording names its flag; here it is an argument

@@ -86,8 +86,10 @@ def class_rows(n: int, k: int) -> tuple[torch.Tensor, int]:
 
 def parse_labels(text: str | None, info: DatasetInfo, n: int) -> tuple[torch.Tensor | None, int]:
     """Labels for n samples: None -> class-sorted rows / random label sets; else one condition
-    for all samples, given as a class index or name ("3", "cat") or, for multi-label data, label
-    names or indices joined by commas ("red cube,blue sphere")."""
+    for all samples, given as a class name or index ("cat", "3") or, for multi-label data, label
+    names or indices joined by commas ("red cube,blue sphere"). A name comes first: class
+    folders named 1..5 (or "0", "1", "10", "2" sorted) have names that are other classes'
+    indices, and `--labels 1` means the folder called 1."""
     if info.label_type == "none":
         if text:
             raise ValueError("--labels given, but this generator is unconditional")
@@ -96,10 +98,10 @@ def parse_labels(text: str | None, info: DatasetInfo, n: int) -> tuple[torch.Ten
 
     def index(tok: str) -> int:
         tok = tok.strip()
-        if tok.isdigit() and int(tok) < info.num_labels:
-            return int(tok)
         if tok in names:
             return names.index(tok)
+        if tok.isdigit() and int(tok) < info.num_labels:
+            return int(tok)
         raise ValueError(
             f"--labels: {tok!r} is not a label index (0..{info.num_labels - 1}) "
             f"or name ({', '.join(names[:8])}{', ...' if len(names) > 8 else ''})"

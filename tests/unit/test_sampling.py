@@ -65,3 +65,23 @@ def test_eval_without_n_keeps_the_runs_setting() -> None:
     assert parse(["eval", "runs/x"]).n is None  # `--n 0` was taken as "not given"
     assert parse(["eval", "runs/x", "--n", "100"]).n == 100
     assert parse(["sample", "runs/x"]).n is None
+
+
+def test_a_label_name_wins_over_an_index_it_looks_like() -> None:
+    """Class folders named 1..5 (or 0, 1, 10, 2, ... sorted): `--labels 1` drew folder "2"
+    (index 1) without a word, while `--labels 5` (out of index range) drew folder "5"."""
+    ratings = DatasetInfo(
+        kind="image", channels=1, image_size=8, label_type="class", num_labels=5,
+        label_names=("1", "2", "3", "4", "5"), source="test",
+    )  # fmt: skip
+    for name in ratings.label_names:
+        y, _ = parse_labels(name, ratings, 2)
+        assert ratings.label_names[int(y[0])] == name
+    sorted_names = DatasetInfo(
+        kind="image", channels=1, image_size=8, label_type="multi", num_labels=12,
+        label_names=tuple(sorted(str(i) for i in range(12))), source="test",
+    )  # fmt: skip
+    y, _ = parse_labels("2,10", sorted_names, 1)
+    assert sorted(sorted_names.label_names[i] for i in y[0].nonzero().flatten()) == ["10", "2"]
+    y, _ = parse_labels("0", info("class", 3), 1)  # names equal to indices: as before
+    assert y.tolist() == [0]
