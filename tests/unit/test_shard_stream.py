@@ -153,3 +153,22 @@ def test_first_samples_and_info(tmp_path: Path) -> None:
     assert indices_of(x) == [0, 1, 2, 3, 4] and y.tolist() == [0, 1, 2, 0, 1]
     assert s.info.label_type == "class" and s.info.sample_shape == (1, 8, 8)
     assert torch.is_floating_point(x) and x.min() >= -1 and x.max() <= 1
+
+
+def test_a_small_data_set_gets_fewer_loader_workers_not_a_refusal(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """100 images in 15 auto shards, a batch of 64, 2 loader workers: each worker's shards
+    held about 50 samples, so no worker filled a batch and the run was refused ("lower
+    train.batch_size") although 100 >= 64. One worker now takes them all, and says so."""
+    d = make_shards(tmp_path / "s", [7] * 14 + [2])
+    s = stream(d, 0, 1, 2, batch=64)
+    assert s.workers == 1 and s.batches_per_epoch == 1
+    err = capsys.readouterr().err
+    assert "fill no batch of 64 per process when split over 2 loader workers; using 1" in err
+    assert len(indices_of(next(s)[0])) == 64
+    # the same on every rank of 2 processes (the decision is the plan's, which they share)
+    ranks = [stream(d, r, 2, 2, batch=32) for r in (0, 1)]
+    assert [r.workers for r in ranks] == [1, 1]
+    with pytest.raises(ValueError, match="too few for one batch"):  # one worker cannot either
+        stream(d, 0, 1, 2, batch=128)

@@ -299,7 +299,7 @@ class ShardStream:
         self._plan: EpochPlan | None = None
         self._iter: Iterator[Any] | None = None
         self._queues: list[deque] = []
-        self._plan_for(0)  # fail at start-up, not mid-run, when the data cannot fill an epoch
+        self._fit_workers_to_data()  # fail at start-up, not mid-run, when it cannot fill one
 
     def _logical_workers(self, workers: int) -> int:
         n, want = len(self.urls), max(1, workers)
@@ -324,6 +324,28 @@ class ShardStream:
                 )
             return fit
         return want
+
+    def _fit_workers_to_data(self) -> None:
+        """Fewer loader workers when their shares of a small data set cannot each fill a batch
+        (a worker batches its own shards: 100 images in 15 shards over 2 workers left each
+        under a batch of 64, and the run was refused, blaming train.batch_size)."""
+        asked = self.workers
+        while True:
+            try:
+                self._plan_for(0)
+                break
+            except TooFewSamples:
+                if self.workers == 1:
+                    raise
+                self.workers -= 1
+        if self.workers < asked and self.rank == 0:
+            print(
+                f"gandist: {self.num_samples} samples in {len(self.urls)} shards fill no batch "
+                f"of {self.local_batch} per process when split over {asked} loader workers; "
+                f"using {self.workers} (data.workers)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _plan_for(self, epoch: int) -> EpochPlan:
         plan = plan_epoch(
