@@ -36,6 +36,16 @@ def check_condition(cfg: ModelConfig, info: DatasetInfo) -> None:
             f"model.condition={cfg.condition!r} needs labels, but the data source{source} has no "
             "labels (label_type none); set model.condition: none or use a labelled source"
         )
+    if info.label_type == "class" and info.num_labels < 2:
+        # a folder with one subfolder (often `images/` beside a labels file) is one class
+        names = ", ".join(repr(n) for n in info.label_names)
+        raise ValueError(
+            f"model.condition={cfg.condition!r} needs at least 2 classes, but the data source "
+            f"{info.source!r} has one ({names}): the condition would carry nothing. A folder's "
+            "classes are its subfolders; for labels in a file (multi-label images), write "
+            "shards with `gandist shard folder:<dir> <out> --labels <labels.json>` and train "
+            "on data.source=shards:<out>; or set model.condition: none"
+        )
 
 
 class LabelEncoder(nn.Module):

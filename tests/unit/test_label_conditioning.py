@@ -80,3 +80,21 @@ def test_generator_uses_z_at_init() -> None:
         h = G.fc(torch.cat([z, G.label(y)], dim=1))
     within = sum(h[y == k].var(dim=0).mean() for k in range(NUM_CLASSES)) / NUM_CLASSES
     assert float(within / h.var(dim=0).mean()) > 0.9  # N(0, 1) rows: 0.70
+
+
+@pytest.mark.parametrize("condition", ["concat", "project", "acgan"])
+def test_a_conditional_model_on_one_class_is_refused(condition: str) -> None:
+    """A folder holding one subfolder (`images/` beside a labels file, the usual multi-label
+    layout) is one class: the conditional recipes trained on it without a word, the label
+    carrying nothing (d/loss_aux 0 at every step)."""
+    from gandist.models.conditioning import check_condition
+
+    one = DatasetInfo(
+        kind="image", channels=3, image_size=32, label_type="class", num_labels=1,
+        label_names=("img",), source="folder:scenes",
+    )  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"needs at least 2 classes.*'folder:scenes' has one \('img'\).*--labels"
+    ):
+        check_condition(ModelConfig(condition=condition), one)
+    check_condition(ModelConfig(condition="none"), one)
