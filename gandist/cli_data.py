@@ -71,7 +71,13 @@ def _shard_arguments(h: argparse.ArgumentParser) -> None:
         default=0,
         help="target shard size, e.g. 256MB (KB/MB/GB = 1000^n, KiB/MiB/GiB = 1024^n)",
     )
-    h.add_argument("--image-size", type=int, default=0, help="square side (default: native)")
+    h.add_argument(
+        "--image-size",
+        type=int,
+        default=0,
+        help="square side (default: 32 for digits, 64 for shapes and folders, else the "
+        "images' own)",
+    )
     h.add_argument("--channels", type=int, choices=(1, 3), default=0, help="default: native")
     h.add_argument("--format", default="png", help="png (default) | jpg | npy")
     h.add_argument("--workers", type=int, default=1, help="processes writing shards")

@@ -226,7 +226,7 @@ class DataConfig:
     """Where images or points come from. `source` is `name` or `name:argument`."""
 
     source: str = "digits"
-    image_size: int = 0  # 0: the source's native size
+    image_size: int = 0  # 0: the source's default (data/keys.py: digits 32, folder 64, ...)
     channels: int = 0  # 0: the source's native channels
     root: str = "data"
     download: bool = False

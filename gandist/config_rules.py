@@ -87,7 +87,7 @@ def validate(cfg: Config, origin: str = "<config>") -> None:
             origin,
             "data.image_size",
             f"model.arch=dcgan supports square sizes {', '.join(map(str, DCGAN_IMAGE_SIZES))}; "
-            f"got {cfg.data.image_size} (pick one of them, or 0 for the source's native size)",
+            f"got {cfg.data.image_size} (pick one of them, or 0 for the source's default)",
         )
     if m.d_pool != "flatten" and m.arch != "dcgan":
         raise fail(
