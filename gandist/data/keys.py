@@ -11,6 +11,10 @@ from gandist.data.shards.format import sanitize_key
 DEFAULT_IMAGE_SIZES = {"digits": 32, "shapes": 64, "folder": 64}
 
 
+# Sources drawn at load (data.n_samples and data.seed say which images): part of their key.
+GENERATED_SOURCES = ("shapes",)
+
+
 def source_name(spec: str) -> str:
     return spec.split(":", 1)[0]
 
@@ -23,6 +27,6 @@ def dataset_key(cfg: DataConfig) -> str:
         f"{cfg.image_size or DEFAULT_IMAGE_SIZES.get(source_name(cfg.source)) or 'native'}px",
         f"{cfg.channels or 'native'}c",
     ]
-    if source_name(cfg.source) == "shapes":
+    if source_name(cfg.source) in GENERATED_SOURCES:
         parts += [f"n{cfg.n_samples or 'default'}", f"seed{cfg.seed}"]
     return "-".join(parts)

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from gandist.config import Config
 from gandist.data.base import DatasetInfo
+from gandist.data.keys import GENERATED_SOURCES, source_name
 from gandist.evaluation.classifier import WEIGHTS, default_evaluator_dir
 from gandist.evaluation.features import build_extractor, spec_matches
 from gandist.evaluation.image_metrics import conditional_scores, fid_kid, prdc, thumbnails
@@ -41,10 +42,11 @@ def train_evaluator_hint(cfg: Config) -> str:
     for flag, value in (("--image-size", d.image_size), ("--channels", d.channels)):
         if value:
             cmd += f" {flag} {value}"
-    if d.n_samples:
-        cmd += f" --n-samples {d.n_samples}"
-    if d.seed:
-        cmd += f" --seed {d.seed}"
+    if source_name(d.source) in GENERATED_SOURCES:  # elsewhere they select nothing
+        if d.n_samples:
+            cmd += f" --n-samples {d.n_samples}"
+        if d.seed:
+            cmd += f" --seed {d.seed}"
     if d.root != "data":
         cmd += f" --root {d.root}"
     return cmd

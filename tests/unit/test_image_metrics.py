@@ -541,3 +541,19 @@ def test_gandist_train_reports_an_unreadable_file_in_one_line(
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert f"gandist: error: cannot read image {root / 'cat' / 'broken.png'}: " in err
+
+
+def test_the_train_evaluator_hint_names_only_flags_that_select_data() -> None:
+    """The cdcgan_shapes_cpu recipe on a user's shards: the hint carried the recipe's
+    `--n-samples 20000`, which selects nothing outside generated sources."""
+    from gandist.config import load_config
+    from gandist.evaluation.image_eval import train_evaluator_hint
+
+    recipe = Path(__file__).resolve().parents[2] / "configs" / "cdcgan_shapes_cpu.yaml"
+    assert train_evaluator_hint(load_config(recipe)) == (
+        "gandist train-evaluator shapes --image-size 32 --n-samples 20000"
+    )
+    cfg = load_config(recipe, ["data.source=shards:my/shards", "data.root=/d"])
+    assert train_evaluator_hint(cfg) == (
+        "gandist train-evaluator shards:my/shards --image-size 32 --root /d"
+    )
