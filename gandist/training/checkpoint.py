@@ -160,10 +160,16 @@ def run_dir_of(checkpoint: Path) -> Path:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A run directory or a checkpoint directory -> the checkpoint directory to read."""
+    """A run directory or a checkpoint directory -> the checkpoint directory to read; also the
+    run's `checkpoints/` folder or its `checkpoints/latest` file (the README names it, and it
+    is what users point at)."""
     p = Path(path)
     if (p / TRAINER_STATE).is_file():
         return p
+    if p.name == LATEST and p.parent.name == CHECKPOINTS_DIR and p.is_file():
+        p = p.parent.parent
+    elif p.name == CHECKPOINTS_DIR and (p / LATEST).is_file():
+        p = p.parent
     latest = latest_checkpoint(p)
     if latest is None:
         raise FileNotFoundError(

@@ -38,6 +38,9 @@ def test_save_writes_everything_and_points_latest(acc: Accelerator, tmp_path: Pa
     assert json.loads((final / "trainer_state.json").read_text()) == {"step": 5}
     assert ckpt.latest_checkpoint(tmp_path) == final
     assert ckpt.resolve_checkpoint(tmp_path) == final and ckpt.resolve_checkpoint(final) == final
+    # the names users point at: `checkpoints/latest` (a file) and the `checkpoints/` folder
+    assert ckpt.resolve_checkpoint(tmp_path / "checkpoints" / "latest") == final
+    assert ckpt.resolve_checkpoint(tmp_path / "checkpoints") == final
 
 
 def test_crash_before_rename_keeps_previous_latest(acc: Accelerator, tmp_path: Path) -> None:
