@@ -148,7 +148,36 @@ def init_networks(
         if src.ema is not None and not cfg.train.ema:
             text += "; its EMA is not used (train.ema=false)"
     text += "; step, optimizer state and data position start fresh"
+    pairing = label_pairing(src.checkpoint, cfg, info)
+    if pairing:
+        text += f". {pairing}"
     return InitFrom(src, text)
+
+
+def label_pairing(checkpoint: Path | None, cfg: Config, info: DatasetInfo) -> str:
+    """How the source's labels become this run's when their names differ ("" when they are
+    the same, or unknown): a conditional model's labels are indices, so label k keeps what the
+    source learnt for its label k, whatever this data set calls it (class folders "zero".."nine"
+    sort as eight, five, four, ...: the source's "0" would be drawn for "eight")."""
+    if checkpoint is None or cfg.model.condition == "none":
+        return ""
+    try:
+        theirs = tuple(ckpt.read_trainer_state(checkpoint)["data_info"].get("label_names") or ())
+    except (ValueError, KeyError, FileNotFoundError):
+        return ""
+    ours = tuple(info.label_names)
+    if not theirs or not ours or theirs == ours:
+        return ""
+    pairs = ", ".join(f"{a!r} -> {b!r}" for a, b in list(zip(theirs, ours, strict=False))[:6])
+    more = ", ..." if len(ours) > 6 else ""
+    reorder = (
+        " (the same names in another order: rename or reorder the classes to keep their meaning)"
+        if sorted(theirs) == sorted(ours)
+        else ""
+    )
+    return (
+        f"Labels are taken by position, and their names differ: the source's {pairs}{more}{reorder}"
+    )
 
 
 def _load_checked(module: torch.nn.Module, path: Path, what: str, hint: str | None) -> None:
