@@ -14,9 +14,12 @@ and `torch.compile` work as on any module.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -90,6 +93,7 @@ class TrainedGenerator(nn.Module):
     def labels(self, spec: Labels, n: int, seed: int = 0) -> Tensor | None:
         """The label tensor `sample` feeds the network for `spec` (see `sample`), on the CPU."""
         info = self.info
+        spec = _plain(spec)
         if not self.conditional:
             if spec is not None:
                 raise ValueError(
@@ -109,7 +113,7 @@ class TrainedGenerator(nn.Module):
             return self._check_tensor(spec, n)
         if isinstance(spec, (int, str)):
             return self._parse(spec, n)
-        items = list(spec)
+        items = [_plain(item) for item in spec]
         if len(items) != n:
             raise ValueError(f"labels: got {len(items)} conditions for n={n} samples")
         return torch.cat([self._parse(item, 1) for item in items])
@@ -118,8 +122,10 @@ class TrainedGenerator(nn.Module):
         """One condition for n samples. Python ints are indices; strings are names first (a
         class folder may be named "1"), then indices, as `gandist sample --labels`."""
         ints = [item] if isinstance(item, int) else None
-        if not isinstance(item, (int, str)) and all(isinstance(i, int) for i in item):
-            ints = list(item)  # type: ignore[arg-type]
+        if not isinstance(item, (int, str)):
+            item = [_plain(i) for i in item]
+            if all(isinstance(i, int) for i in item):
+                ints = list(item)
         if ints is None:
             return self._parse_text(self._item_text(item), n)
         k = self.info.num_labels
@@ -178,3 +184,13 @@ def load_generator(
     net, info, ck = _build_from_checkpoint(path, use_ema=ema)
     used_ema = ema and (ck / "ema_generator.safetensors").is_file()
     return TrainedGenerator(net, info, ck, used_ema).to(device)
+
+
+def _plain(spec: Any) -> Any:
+    """numpy labels as Python's or torch's (`for c in np.arange(10)` gives np.int64, which is no
+    `int`: it was iterated as a sequence and failed with a bare TypeError)."""
+    if isinstance(spec, numbers.Integral) and not isinstance(spec, bool):
+        return int(spec)
+    if isinstance(spec, np.ndarray):
+        return torch.as_tensor(spec) if spec.dtype.kind in "iuf" else spec.tolist()
+    return spec

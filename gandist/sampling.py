@@ -119,6 +119,17 @@ def parse_labels(text: str | None, info: DatasetInfo, n: int) -> tuple[torch.Ten
     return y, 0
 
 
+def check_out(out: Path) -> None:
+    """Before any work: the format comes from the file name's suffix (a directory, or a name
+    without one, failed after sampling with an image library's "unknown file extension")."""
+    if out.is_dir() or not out.suffix:
+        example = out / "samples.png" if out.is_dir() else out.with_suffix(".png")
+        raise ValueError(
+            f"--out {out}: give a file name, e.g. {example} (.png or .jpg: the picture; .npy: "
+            "the array)"
+        )
+
+
 @torch.no_grad()
 def sample(
     path: str | Path,
@@ -137,6 +148,7 @@ def sample(
     check_rejection(rejection, "--rejection")
     if n is not None and n < 1:
         raise ValueError(f"--n: must be at least 1, got {n}")
+    check_out(Path(out))
     G, info, ck = load_generator(path, use_ema)
     n = default_count(info) if n is None else n
     G = truncated(G, truncation)

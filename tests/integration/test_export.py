@@ -217,6 +217,10 @@ def test_sample_labels_for_class_models(runs) -> None:
     name = G.label_names[7]
     assert G.labels(name, 2).tolist() == [7, 7]
     assert G.labels([name, 2, "5"], 3).tolist() == [7, 2, 5]
+    # numpy's integers and arrays (`for c in np.arange(10)`): a bare TypeError before
+    assert G.labels(np.int64(3), 2).tolist() == [3, 3]
+    assert G.labels(np.array([1, 2, 3]), 3).tolist() == [1, 2, 3]
+    assert G.labels([np.int64(1), 2, "5"], 3).tolist() == [1, 2, 5]
     z = torch.randn(3, G.z_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(G.sample(3, labels=[1, 2, 3], seed=0), G(z, torch.tensor([1, 2, 3])))
@@ -238,7 +242,7 @@ def test_sample_labels_for_multi_label_models(runs) -> None:
     assert y.shape == (5, 24) and ((y.sum(1) >= 1) & (y.sum(1) <= 3)).all()
     both = G.labels(f"{names[0]},{names[5]}", 2)
     assert both.shape == (2, 24) and both[:, [0, 5]].eq(1).all() and both.sum() == 4
-    per = G.labels([[names[1]], [names[2], 3]], 2)
+    per = G.labels([[names[1]], [names[2], np.int64(3)]], 2)
     assert per[0].nonzero().flatten().tolist() == [1]
     assert per[1].nonzero().flatten().tolist() == [2, 3]
     x = G.sample(2, labels=[[names[1]], [names[2], 3]])

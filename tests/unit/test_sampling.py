@@ -85,3 +85,17 @@ def test_a_label_name_wins_over_an_index_it_looks_like() -> None:
     assert sorted(sorted_names.label_names[i] for i in y[0].nonzero().flatten()) == ["10", "2"]
     y, _ = parse_labels("0", info("class", 3), 1)  # names equal to indices: as before
     assert y.tolist() == [0]
+
+
+def test_out_without_a_file_type_is_refused_before_sampling(tmp_path) -> None:
+    """A directory or a name without a suffix failed after sampling, naming an internal
+    temporary file's '.partial' as the unknown extension."""
+    from pathlib import Path
+
+    from gandist.sampling import check_out
+
+    for out in (tmp_path, tmp_path / "grid"):
+        with pytest.raises(ValueError, match=r"--out .*: give a file name, e\.g\. .*\.png"):
+            check_out(Path(out))
+    check_out(tmp_path / "grid.png")
+    check_out(tmp_path / "x.npy")
