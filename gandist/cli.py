@@ -200,7 +200,13 @@ def _sample_arguments(s: argparse.ArgumentParser) -> None:
         "named 1 is '1'), or comma-joined label names for multi-label models; default: "
         "class-sorted grid",
     )
-    s.add_argument("--seed", type=int, default=0, help="seed of the samples' z (default 0)")
+    s.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the samples' z and of a multi-label model's label sets (default 0; "
+        "G.sample(n, seed=...) draws the same)",
+    )
     s.add_argument("--no-ema", action="store_true", help="use the raw generator, not the EMA")
     s.add_argument(
         "--truncation",

@@ -103,12 +103,8 @@ class TrainedGenerator(nn.Module):
         if spec is None:
             if info.label_type == "class":
                 return torch.arange(n) % info.num_labels
-            g = torch.Generator().manual_seed(seed)
-            y = torch.zeros(n, info.num_labels)
-            for row in y:
-                k = int(torch.randint(1, 4, (1,), generator=g))
-                row[torch.randperm(info.num_labels, generator=g)[:k]] = 1
-            return y
+            # the label sets `gandist sample --seed` draws: the CLI and the API agree
+            return parse_labels(None, info, n, seed)[0]
         if isinstance(spec, Tensor):
             return self._check_tensor(spec, n)
         if isinstance(spec, (int, str)):

@@ -84,12 +84,14 @@ def class_rows(n: int, k: int) -> tuple[torch.Tensor, int]:
     return torch.arange(n) * k // n, 0
 
 
-def parse_labels(text: str | None, info: DatasetInfo, n: int) -> tuple[torch.Tensor | None, int]:
-    """Labels for n samples: None -> class-sorted rows / random label sets; else one condition
-    for all samples, given as a class name or index ("cat", "3") or, for multi-label data, label
-    names or indices joined by commas ("red cube,blue sphere"). A name comes first: class
-    folders named 1..5 (or "0", "1", "10", "2" sorted) have names that are other classes'
-    indices, and `--labels 1` means the folder called 1."""
+def parse_labels(
+    text: str | None, info: DatasetInfo, n: int, seed: int = 0
+) -> tuple[torch.Tensor | None, int]:
+    """Labels for n samples: None -> class-sorted rows / label sets drawn from `seed`; else one
+    condition for all samples, given as a class name or index ("cat", "3") or, for multi-label
+    data, label names or indices joined by commas ("red cube,blue sphere"). A name comes
+    first: class folders named 1..5 (or "0", "1", "10", "2" sorted) have names that are other
+    classes' indices, and `--labels 1` means the folder called 1."""
     if info.label_type == "none":
         if text:
             raise ValueError("--labels given, but this generator is unconditional")
@@ -112,7 +114,8 @@ def parse_labels(text: str | None, info: DatasetInfo, n: int) -> tuple[torch.Ten
             return class_rows(n, info.num_labels)
         return torch.full((n,), index(text), dtype=torch.long), 0
     if text is None:
-        return random_labels("multi", info.num_labels, n, torch.Generator().manual_seed(0)), 0
+        g = torch.Generator().manual_seed(seed)  # as G.sample(n, seed=seed) draws them
+        return random_labels("multi", info.num_labels, n, g), 0
     y = torch.zeros(n, info.num_labels)
     for tok in text.split(","):
         y[:, index(tok)] = 1
@@ -158,7 +161,7 @@ def sample(
         cfg = load_config(ck / CONFIG)
         critic = load_critic(ck, cfg, info, torch.device("cpu"))
         G = with_rejection(G, critic, cfg, info, rejection)
-    y, nrow = parse_labels(labels, info, n)
+    y, nrow = parse_labels(labels, info, n, seed)
     count = n if y is None else len(y)
     z = torch.randn(count, G.z_dim, generator=torch.Generator().manual_seed(seed))
     x = G(z, y)

@@ -5,9 +5,17 @@ from __future__ import annotations
 import base64
 import html
 import json
+import time
 from pathlib import Path
 
-from gandist.run_files import CONFIG, EVAL, read_metrics, read_status
+from gandist.run_files import (
+    CHECKPOINTS_DIR,
+    CONFIG,
+    EVAL,
+    TRAINER_STATE,
+    read_metrics,
+    read_status,
+)
 from gandist.tracking.plots import make_gif, plot_losses, sample_frames
 
 MAX_GRIDS = 12
@@ -40,12 +48,19 @@ def _pick(frames: list[Path], n: int) -> list[Path]:
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Config, status, curves, sample grids over time and metrics of a finished or running run."""
     run = Path(run_dir)
+    if (run / TRAINER_STATE).is_file() and run.parent.name == CHECKPOINTS_DIR:
+        run = run.parent.parent  # a checkpoint's run (a checkpoint has a config.yaml too)
     if not (run / CONFIG).is_file():
         raise FileNotFoundError(f"{run}: not a gandist run directory (no config.yaml)")
     out = Path(out or run / "report.html")
     parts = [f"<h1>gandist run: {html.escape(run.name)}</h1>"]
     status = read_status(run)
     if status:
+        if isinstance(status.get("time"), (int, float)):
+            status = {
+                **status,
+                "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status["time"])),
+            }
         parts.append("<h2>Status</h2>" + _table(status))
     else:
         parts.append("<h2>Status</h2><p>running (no status.json yet)</p>")

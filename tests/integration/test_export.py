@@ -235,7 +235,7 @@ def test_sample_labels_for_class_models(runs) -> None:
         G.sample(2, labels=torch.tensor([0, 10]))
 
 
-def test_sample_labels_for_multi_label_models(runs) -> None:
+def test_sample_labels_for_multi_label_models(runs, tmp_path: Path) -> None:
     G = load_generator(runs["multi"])
     names = G.label_names
     y = G.labels(None, 5, seed=1)
@@ -247,5 +247,12 @@ def test_sample_labels_for_multi_label_models(runs) -> None:
     assert per[1].nonzero().flatten().tolist() == [2, 3]
     x = G.sample(2, labels=[[names[1]], [names[2], 3]])
     assert x.shape == (2, 3, 16, 16)
+    # `gandist sample --seed 3` draws the label sets G.sample(n, seed=3) does (the CLI always
+    # drew them from seed 0)
+    from gandist.sampling import sample
+
+    out = sample(runs["multi"], 4, tmp_path / "x.npy", seed=3)
+    torch.testing.assert_close(torch.from_numpy(np.load(out)), G.sample(4, seed=3))
+    assert not torch.equal(G.labels(None, 4, seed=3), G.labels(None, 4, seed=4))
     with pytest.raises(ValueError, match=r"shape \(2, 24\)"):
         G.sample(2, labels=torch.zeros(2, 5))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,11 @@ def test_pictures_and_report(workdir: Path) -> None:
     assert "data:image/gif;base64," in page and "completed" in page
     assert "toy2d:ring8" in page  # the config is shown
     assert 'src="http' not in page  # self-contained
+    assert re.search(r"<td>time</td><td>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d</td>", page)  # not 1.8e+09
+    # a checkpoint directory (it has a config.yaml too) reports its run, not an empty "running"
+    from gandist.tracking.report import write_report
+
+    assert write_report(run / "checkpoints" / "step_6") == run / "report.html"
 
 
 def test_unreachable_wandb_falls_back_to_offline(workdir: Path) -> None:
