@@ -15,11 +15,16 @@ import fcntl
 import json
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import IO
 
 LOCK_FILE = ".gandist.lock"
+# A holder on another host may be a crashed node whose lock lives on in the file server until
+# its lease ends (NFSv4: about 90 s): wait that long before calling the directory in use. A
+# holder on this host is alive (the kernel drops a dead process's lock at once).
+REMOTE_WAIT_S = 120.0
 # Filesystems without locks answer these (Lustre mounted without `flock`, some FUSE mounts):
 # the run goes on unguarded rather than not at all.
 _NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
@@ -40,25 +45,40 @@ def hold_run_dir(run_dir: Path) -> str:
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_FILE
     fh = open(path, "a+")  # noqa: SIM115 - kept open: the lock lives as long as the file is open
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in _NO_LOCKS:
-            fh.close()
-            return (
-                f"{run_dir}: this filesystem has no file locks, so a second job training into "
-                "the same run directory would not be noticed"
-            )
-        fh.seek(0)
-        holder = _describe(fh.read())
-        fh.close()
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise RunInUse(
-                f"{run_dir} is in use: another gandist train{holder} is writing it. Wait for "
-                "it to end (train.resume=auto then continues from its last checkpoint), or "
-                "start another run with another train.run_name"
-            ) from None
-        raise
+    deadline: float | None = None
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError as exc:
+            if exc.errno in _NO_LOCKS:
+                fh.close()
+                return (
+                    f"{run_dir}: this filesystem has no file locks, so a second job training "
+                    "into the same run directory would not be noticed"
+                )
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                fh.close()
+                raise
+            fh.seek(0)
+            record = _record(fh.read())
+            remote = record.get("host") not in (None, socket.gethostname())
+            if remote and deadline is None:
+                deadline = time.monotonic() + REMOTE_WAIT_S
+                print(
+                    f"gandist: {run_dir} is held by{_describe(record)}; waiting up to "
+                    f"{REMOTE_WAIT_S:.0f} s (a crashed node's lock ends with its lease)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if deadline is None or time.monotonic() > deadline:
+                fh.close()
+                raise RunInUse(
+                    f"{run_dir} is in use: another gandist train{_describe(record)} is writing "
+                    "it. Wait for it to end (train.resume=auto then continues from its last "
+                    "checkpoint), or start another run with another train.run_name"
+                ) from None
+            time.sleep(2.0)
     fh.seek(0)
     fh.truncate()
     fh.write(json.dumps(_me()) + "\n")
@@ -78,12 +98,20 @@ def _me() -> dict[str, str | int]:
     return me
 
 
-def _describe(text: str) -> str:
-    """' (pid 12, host n1, SLURM job 7, since ...)' from the holder's record; '' if unreadable."""
+def _record(text: str) -> dict:
+    """The holder's record ({} if unreadable: written by a process that died mid-write)."""
     try:
         d = json.loads(text)
+    except ValueError:
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def _describe(d: dict) -> str:
+    """' (pid 12, host n1, SLURM job 7, since ...)' from the holder's record; '' if unknown."""
+    try:
         parts = [f"pid {d['pid']}", f"host {d['host']}"]
-    except (ValueError, KeyError, TypeError):
+    except KeyError:
         return ""
     if d.get("slurm_job"):
         parts.append(f"SLURM job {d['slurm_job']}")

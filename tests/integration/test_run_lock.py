@@ -15,19 +15,21 @@ from gandist.training.run_lock import LOCK_FILE, RunInUse, hold_run_dir
 from tests.integration.tiny_runs import tiny_trainer
 
 HOLD = """
-import sys, time
+import socket, sys, time
 from pathlib import Path
 from gandist.training.run_lock import hold_run_dir
+if len(sys.argv) > 2:  # another node's process
+    socket.gethostname = lambda: sys.argv[2]
 assert hold_run_dir(Path(sys.argv[1])) == ""
 print("held", flush=True)
 time.sleep(600)
 """
 
 
-def _holder(run_dir: Path) -> subprocess.Popen[str]:
+def _holder(run_dir: Path, host: str = "") -> subprocess.Popen[str]:
     """Another process (another job) holding the run directory, as its training would."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(run_dir)],
+        [sys.executable, "-c", HOLD, str(run_dir), *([host] if host else [])],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "SLURM_JOB_ID": "4242"},
@@ -63,6 +65,30 @@ def test_a_second_trainer_stops_before_writing_into_a_run_in_use(tmp_path: Path)
         with pytest.raises(RunInUse, match=f"pid {holder.pid}"):
             tiny_trainer("dcgan", tmp_path, "train.resume=auto")
         assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_FILE]
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+def test_a_holder_on_another_host_is_waited_for_a_while(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A crashed node's lock can outlive it on a file server (NFSv4 lease): a holder on another
+    host is waited for (REMOTE_WAIT_S) before the directory is called in use; one that lets go
+    in that time (the lease ended) hands the run over."""
+    import threading
+
+    from gandist.training import run_lock
+
+    monkeypatch.setattr(run_lock, "REMOTE_WAIT_S", 3.0)
+    run_dir = tmp_path / "runs" / "node-crash"
+    holder = _holder(run_dir, host="node-b")
+    try:
+        with pytest.raises(RunInUse, match="host node-b"):
+            hold_run_dir(run_dir)
+        assert "waiting up to 3 s" in capsys.readouterr().err
+        threading.Timer(1.0, holder.kill).start()  # the lease ends while we wait
+        assert hold_run_dir(run_dir) == ""
     finally:
         holder.kill()
         holder.wait(timeout=30)
