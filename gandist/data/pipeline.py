@@ -215,8 +215,10 @@ def open_stream(
     seed: int,
     is_writer: bool,
     barrier: Callable[[], None],
+    announce: bool = True,
 ) -> BatchStream:
-    """The stream this rank trains from (see module docstring)."""
+    """The stream this rank trains from (see module docstring). `announce`: rank 0 says how
+    the data is adapted (resizing, fewer loader workers); a reader of samples keeps quiet."""
     if not uses_shards(cfg):
         return RankBatchStream(
             load_source(cfg), global_batch, rank, world_size, seed=seed, workers=cfg.workers
@@ -226,7 +228,7 @@ def open_stream(
     else:
         urls, manifest = resolve_shards(str(ensure_shards(cfg, is_writer, barrier)), cfg.manifest)
     check_shard_files(urls, manifest, sha256=cfg.verify_sha256)
-    manifest = decode_target(manifest, cfg, announce=rank == 0)
+    manifest = decode_target(manifest, cfg, announce=rank == 0 and announce)
     return ShardStream(
         urls,
         manifest,
@@ -239,4 +241,5 @@ def open_stream(
         resampled=cfg.resampled,
         epoch_batches=cfg.epoch_batches,
         source=cfg.source,
+        announce=announce,
     )

@@ -98,12 +98,16 @@ def shard_reader(data: DataConfig, seed: int) -> BatchStream:
     """A one-process stream over shards for reading samples out, in batches small enough for
     any data set that can train (a batch of 256 would refuse shards of 200 samples). Its loader
     workers decode in parallel; a set too small to give each of them a batch (a small image
-    folder's auto shards) is read in this process, one sample at a time, so none is left out."""
+    folder's auto shards) is read in this process, one sample at a time, so none is left out
+    (each worker leaves out its last partial batch)."""
     try:
-        return open_stream(data, READ_BATCH, 0, 1, seed, True, lambda: None)
+        stream = open_stream(data, READ_BATCH, 0, 1, seed, True, lambda: None, announce=False)
+        if not getattr(stream, "workers_fitted", False):
+            return stream
     except TooFewSamples:
-        alone = dataclasses.replace(data, workers=0)
-        return open_stream(alone, 1, 0, 1, seed, True, lambda: None)
+        pass
+    alone = dataclasses.replace(data, workers=0)
+    return open_stream(alone, 1, 0, 1, seed, True, lambda: None)
 
 
 def stream_samples(stream: BatchStream, n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -282,6 +282,7 @@ class ShardStream:
         resampled: bool = False,
         epoch_batches: int = 0,
         source: str = "",
+        announce: bool = True,
     ) -> None:
         check_global_batch(global_batch, world_size)
         self.urls, self.manifest = urls, manifest
@@ -299,7 +300,9 @@ class ShardStream:
         self._plan: EpochPlan | None = None
         self._iter: Iterator[Any] | None = None
         self._queues: list[deque] = []
-        self._fit_workers_to_data()  # fail at start-up, not mid-run, when it cannot fill one
+        # fail at start-up, not mid-run, when it cannot fill one; workers_fitted: fewer than
+        # asked, so that each fills a batch (a reader that wants every sample knows it is small)
+        self.workers_fitted = self._fit_workers_to_data(announce)
 
     def _logical_workers(self, workers: int) -> int:
         n, want = len(self.urls), max(1, workers)
@@ -325,7 +328,7 @@ class ShardStream:
             return fit
         return want
 
-    def _fit_workers_to_data(self) -> None:
+    def _fit_workers_to_data(self, announce: bool) -> bool:
         """Fewer loader workers when their shares of a small data set cannot each fill a batch
         (a worker batches its own shards: 100 images in 15 shards over 2 workers left each
         under a batch of 64, and the run was refused, blaming train.batch_size)."""
@@ -338,7 +341,7 @@ class ShardStream:
                 if self.workers == 1:
                     raise
                 self.workers -= 1
-        if self.workers < asked and self.rank == 0:
+        if self.workers < asked and self.rank == 0 and announce:
             print(
                 f"gandist: {self.num_samples} samples in {len(self.urls)} shards fill no batch "
                 f"of {self.local_batch} per process when split over {asked} loader workers; "
@@ -346,6 +349,7 @@ class ShardStream:
                 file=sys.stderr,
                 flush=True,
             )
+        return self.workers < asked
 
     def _plan_for(self, epoch: int) -> EpochPlan:
         plan = plan_epoch(
