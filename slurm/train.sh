@@ -144,7 +144,12 @@ try:
 except ConfigError as exc:
     sys.exit(f"gandist: config error: {exc}")
 t = cfg.train
-print(Path(t.output_dir, t.run_name or cfg.name or "run").resolve())
+run_dir = Path(t.output_dir, t.run_name or cfg.name or "run").resolve()
+from gandist.training.run_lock import live_holder
+in_use = live_holder(run_dir)  # another job trains into it: stop here, not in every worker
+if in_use:
+    sys.exit(f"gandist: error: {in_use}")
+print(run_dir)
 '
 
 # ---------------------------------------------------------------- topology
@@ -181,7 +186,8 @@ fi
 # over it fails here, in a second, exit 2), this override for the check only.
 RUN_DIR=$("${PY[@]}" -c "$RESOLVE_PY" "$CONFIG" "${OVERRIDES[@]}" \
             "dist.world_size=$(( NNODES * NPROC ))") \
-  || die "cannot resolve the run directory: a bad config or override, or no gandist in ${PY[*]}"
+  || die "cannot resolve the run directory: a bad config or override, the run directory in" \
+         "use by another job, or no gandist in ${PY[*]}"
 STATUS=$RUN_DIR/status.json
 PORT=${GANDIST_MASTER_PORT:-$(( 20000 + SLURM_JOB_ID % 20000 ))}
 
@@ -307,11 +313,13 @@ STEP=${STEP:-?}
 if [ "$STATE" != missing ] && [ "$WRITTEN" -lt "$STARTED" ]; then
   STATE=stale
 fi
-log "step exited with $CHILD_RC; status.json: $STATE at step $STEP${STOP_SIGNAL:+ (after SIG$STOP_SIGNAL)}"
+if [ -n "$CHILD_PID" ]; then  # else nothing was launched (a stop signal during start-up)
+  log "step exited with $CHILD_RC; status.json: $STATE at step $STEP${STOP_SIGNAL:+ (after SIG$STOP_SIGNAL)}"
+fi
 
 stopped() {  # a checkpoint exists at the stop step; requeue or say how to continue
   local again="GANDIST_RUN_NAME=$RUN_NAME"
-  exit_after_stop "requeued job $SLURM_JOB_ID; it resumes from $RUN_DIR/checkpoints/latest" \
+  exit_after_stop "requeued job $SLURM_JOB_ID; it resumes from $RUN_DIR/checkpoints/latest, if any" \
     "scontrol requeue failed (job cancelled?); resubmit with $again to continue from the checkpoint" \
     "stopped at step $STEP, not requeued; to continue, submit the same command again with $again"
 }

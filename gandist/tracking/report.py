@@ -56,6 +56,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     parts = [f"<h1>gandist run: {html.escape(run.name)}</h1>"]
     status = read_status(run)
     if status:
+        status = {k: v for k, v in status.items() if v is not None}  # "signal None"
         if isinstance(status.get("time"), (int, float)):
             status = {
                 **status,

@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -73,11 +74,7 @@ def hold_run_dir(run_dir: Path) -> str:
                 )
             if deadline is None or time.monotonic() > deadline:
                 fh.close()
-                raise RunInUse(
-                    f"{run_dir} is in use: another gandist train{_describe(record)} is writing "
-                    "it. Wait for it to end (train.resume=auto then continues from its last "
-                    "checkpoint), or start another run with another train.run_name"
-                ) from None
+                raise RunInUse(_in_use(run_dir, record)) from None
             time.sleep(2.0)
     fh.seek(0)
     fh.truncate()
@@ -85,6 +82,52 @@ def hold_run_dir(run_dir: Path) -> str:
     fh.flush()
     _held[key] = fh
     return ""
+
+
+def live_holder(run_dir: Path) -> str:
+    """For a launch script, before it starts any worker: why `run_dir` is in use, or "".
+
+    In use: another process holds the lock and is alive for sure: on this host, or in a SLURM
+    job that is running and is not this one (a requeued job's own earlier attempt may hold it
+    from a crashed node until the file server's lease ends: the run waits for that). Without
+    this check the run's workers stop on the lock and torchrun restarts them, failing the job
+    after its restarts."""
+    path = run_dir / LOCK_FILE
+    if not path.is_file():
+        return ""
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return ""
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return ""
+            fh.seek(0)
+            record = _record(fh.read())
+    job = str(record.get("slurm_job", ""))
+    alive = record.get("host") == socket.gethostname() or (
+        job and job != os.environ.get("SLURM_JOB_ID") and _slurm_job_running(job)
+    )
+    return _in_use(run_dir, record) if alive else ""
+
+
+def _slurm_job_running(job: str) -> bool:
+    try:
+        out = subprocess.run(
+            ["scontrol", "show", "job", "-o", job], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "JobState=RUNNING" in out
+
+
+def _in_use(run_dir: Path, record: dict) -> str:
+    return (
+        f"{run_dir} is in use: another gandist train{_describe(record)} is writing it. Wait for "
+        "it to end (train.resume=auto then continues from its last checkpoint), or start "
+        "another run with another train.run_name"
+    )
 
 
 def _me() -> dict[str, str | int]:

@@ -92,3 +92,37 @@ def test_a_holder_on_another_host_is_waited_for_a_while(
     finally:
         holder.kill()
         holder.wait(timeout=30)
+
+
+def test_a_launch_script_sees_a_live_holder_before_starting_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """slurm/train.sh asks before launching: the workers stopping on the lock made torchrun
+    restart them, and the job failed after its restarts (or, by luck, resumed the other job's
+    finished run). Alive for sure: a holder on this host, or in another running SLURM job; a
+    holder in this job (a requeued job's earlier attempt on a crashed node) is waited for."""
+    from gandist.training import run_lock
+    from gandist.training.run_lock import live_holder
+
+    run_dir = tmp_path / "runs" / "dup"
+    assert live_holder(run_dir) == ""  # no lock file yet
+    holder = _holder(run_dir)
+    try:
+        assert f"pid {holder.pid}" in live_holder(run_dir)
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert live_holder(run_dir) == ""  # released
+    remote = _holder(run_dir, host="node-b")  # SLURM job 4242 (the holder's environment)
+    try:
+        monkeypatch.setattr(run_lock, "_slurm_job_running", lambda job: job == "4242")
+        monkeypatch.setenv("SLURM_JOB_ID", "77")
+        assert "SLURM job 4242" in live_holder(run_dir)
+        monkeypatch.setenv("SLURM_JOB_ID", "4242")  # our own job's earlier attempt
+        assert live_holder(run_dir) == ""
+        monkeypatch.setattr(run_lock, "_slurm_job_running", lambda job: False)
+        monkeypatch.setenv("SLURM_JOB_ID", "77")
+        assert live_holder(run_dir) == ""  # a finished job on a crashed node: the run waits
+    finally:
+        remote.kill()
+        remote.wait(timeout=30)
