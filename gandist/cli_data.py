@@ -46,7 +46,8 @@ def _cmd_shard(args: argparse.Namespace) -> int:
         data_cfg=source_config(args),
     )
     print(report.summary())
-    print(report.manifest)
+    if report.complete:  # a part that left the manifest to the last part names none
+        print(report.manifest)
     return 0
 
 

@@ -93,7 +93,8 @@ class ShardReport:
             last = ", the last to finish: the whole directory" if self.complete else ""
             which = f"part {self.part[0]}/{self.part[1]}{last}: "
         lines = [
-            f"{which}wrote {self.num_samples} samples in {self.num_shards} shards to "
+            f"{which}wrote {self.num_samples} samples in {self.num_shards} "
+            f"shard{'' if self.num_shards == 1 else 's'} to "
             f"{self.out_dir}{reused}"
         ]
         if not self.complete:
