@@ -17,16 +17,15 @@ from tqdm.auto import tqdm
 from gandist.run_files import METRICS
 
 
-def truncate_metrics(path: Path, last_step: int) -> None:
-    """Drop lines logged after `last_step` so a resumed run never logs a step twice."""
+def truncate_metrics(path: Path, last_step: int) -> float:
+    """Drop lines logged after `last_step` so a resumed run never logs a step twice; the last
+    kept line's `time` (0 when none), where a resumed run's clock carries on."""
     if not path.is_file():
-        return
-    keep = [
-        ln
-        for ln in path.read_text().splitlines()
-        if ln.strip() and json.loads(ln).get("step", 0) <= last_step
-    ]
-    path.write_text("".join(ln + "\n" for ln in keep))
+        return 0.0
+    rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    keep = [r for r in rows if r.get("step", 0) <= last_step]
+    path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    return float(keep[-1].get("time", 0.0)) if keep else 0.0
 
 
 def _fmt(v: float) -> str:
@@ -52,7 +51,8 @@ class RunLog:
         self.bar = None
         self._t0 = time.time()
         if self.main:
-            truncate_metrics(self.path, start_step)
+            # `time`: training seconds, carried across a resume (it restarted at 0)
+            self._t0 -= truncate_metrics(self.path, start_step)
             if self.interactive:
                 self.bar = tqdm(
                     total=total_steps,
