@@ -7,6 +7,7 @@ import platform
 import sys
 from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -198,12 +199,39 @@ def build_accelerator(cfg: Config, log_with: str | None) -> Accelerator:
     return acc
 
 
+class WorldSizeMismatch(ValueError):
+    """The processes running are not the ones launched (a usage error: exit 2, one line)."""
+
+
+def accelerate_cpu_processes() -> int:
+    """N of `accelerate launch --cpu --num_processes N`, 0 when not launched so.
+
+    accelerate's CPU mode starts one process and tells it nothing of N (no WORLD_SIZE), so a
+    user who asked for 2 trained on 1 without a word; the launcher's command line (Linux /proc
+    of the parent process) still says what was asked."""
+    if "WORLD_SIZE" in os.environ or not os.environ.get("ACCELERATE_USE_CPU"):
+        return 0
+    try:
+        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+    except OSError:
+        return 0
+    words = [w.decode(errors="replace") for w in raw.split(b"\0") if w]
+    if not any("accelerate" in w for w in words[:3]):
+        return 0
+    for i, w in enumerate(words):
+        flag, _, value = w.partition("=")
+        if flag in ("--num_processes", "--num-processes"):
+            value = value or (words[i + 1] if i + 1 < len(words) else "")
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
 def assert_world_size(accelerator: Accelerator, expected: int = 0) -> None:
     """Fail fast when the launcher and accelerate disagree (silent duplication otherwise)."""
-    want = expected or int(os.environ.get("WORLD_SIZE", "1"))
+    want = expected or int(os.environ.get("WORLD_SIZE", "0")) or accelerate_cpu_processes() or 1
     got = accelerator.num_processes
     if got != want:
-        raise RuntimeError(
+        raise WorldSizeMismatch(
             f"launched for {want} processes but accelerate sees {got} (distributed type "
             f"{accelerator.distributed_type}). On a CPU-only host use "
             "`torchrun --nproc_per_node N` or `accelerate launch --multi_gpu --num_processes N` "

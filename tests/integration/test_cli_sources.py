@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +177,17 @@ def test_bad_runtime_settings_fail_clearly(workdir: Path) -> None:
     assert proc.returncode == 2 and "fp16 needs a CUDA GPU" in proc.stderr
     proc = run_gandist(train_args("dcgan_digits.yaml", "dist.world_size=2"), workdir, check=False)
     assert proc.returncode != 0 and "launched for 2 processes but accelerate sees 1" in proc.stderr
+    # accelerate's CPU mode starts one process for --num_processes 2 and tells it nothing: it
+    # trained on 1 without a word, though README said gandist stops
+    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
+    env.pop("WORLD_SIZE", None)
+    proc = subprocess.run(
+        [*launch, "--num_processes", "2", "-m", "gandist", *train_args("dcgan_digits.yaml")],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "gandist: error: launched for 2 processes but accelerate sees 1" in proc.stderr
     proc = run_gandist(train_args("dcgan_digits.yaml", "data.source=digit"), workdir, check=False)
     assert proc.returncode == 2 and "did you mean 'digits'" in proc.stderr
     proc = run_gandist(
