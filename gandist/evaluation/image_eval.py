@@ -7,6 +7,7 @@ score exactly the same samples. The metrics themselves run on the main rank.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def evaluator_dir(cfg: Config) -> Path:
 
 def train_evaluator_hint(cfg: Config) -> str:
     d = cfg.data
-    cmd = f"gandist train-evaluator {d.source}"
+    cmd = f"gandist train-evaluator {shlex.quote(d.source)}"  # pipe: sources hold spaces
     for flag, value in (("--image-size", d.image_size), ("--channels", d.channels)):
         if value:
             cmd += f" {flag} {value}"

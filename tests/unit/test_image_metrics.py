@@ -557,3 +557,7 @@ def test_the_train_evaluator_hint_names_only_flags_that_select_data() -> None:
     assert train_evaluator_hint(cfg) == (
         "gandist train-evaluator shards:my/shards --image-size 32 --root /d"
     )
+    piped = load_config(recipe, ["data.source=shards:pipe:cat /x/a.tar"])  # pastes as one word
+    assert train_evaluator_hint(piped).startswith(
+        "gandist train-evaluator 'shards:pipe:cat /x/a.tar'"
+    )
