@@ -84,6 +84,14 @@ def hold_run_dir(run_dir: Path) -> str:
     return ""
 
 
+def release_run_dir(run_dir: Path) -> None:
+    """Let go of `run_dir` if this process holds it (a finished or refused run)."""
+    fh = _held.pop(str(run_dir.resolve()), None)
+    if fh is not None:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
 def live_holder(run_dir: Path) -> str:
     """For a launch script, before it starts any worker: why `run_dir` is in use, or "".
 

@@ -54,7 +54,7 @@ from gandist.training.networks import (
 )
 from gandist.training.optimizers import apply_settings, build_optimizer
 from gandist.training.preemption import StopRequest
-from gandist.training.run_lock import RunInUse, hold_run_dir
+from gandist.training.run_lock import RunInUse, hold_run_dir, release_run_dir
 from gandist.training.samples import Scorer, fixed_inputs, render_samples
 from gandist.training.schedules import set_rates_at
 from gandist.training.step_inputs import StepInputs
@@ -156,14 +156,18 @@ class Trainer:
         # The main process decides (it sees what earlier runs left); every rank agrees.
         self.run_dir = Path(self._agreed(lambda: str(ckpt.choose_run_dir(cfg))))
         self.lock_note = self._hold_run_dir()  # before anything is written there
-        self.resumed_from = self._load_checkpoint()
-        self._write_run_config()
-        self.run_id = self.run_id or self._agreed(new_run_id)  # W&B's, kept in checkpoints
-        # Where the W&B run lives, kept in checkpoints: a run that has not logged yet has none.
-        self.wandb_place = dict(self.wandb_saved)
-        if self.mode != "disabled":
-            self._init_tracker()
-        self.fixed = fixed_inputs(cfg, self.stream)
+        try:
+            self.resumed_from = self._load_checkpoint()
+            self._write_run_config()
+            self.run_id = self.run_id or self._agreed(new_run_id)  # W&B's, kept in checkpoints
+            # Where the W&B run lives, kept in checkpoints: a run not logged yet has none.
+            self.wandb_place = dict(self.wandb_saved)
+            if self.mode != "disabled":
+                self._init_tracker()
+            self.fixed = fixed_inputs(cfg, self.stream)
+        except BaseException:
+            release_run_dir(self.run_dir)  # a refused resume leaves the directory free
+            raise
 
     # ------------------------------------------------------------------ set-up
 
@@ -295,6 +299,9 @@ class Trainer:
         finally:
             if own:
                 stop.uninstall()
+            # free for the next job once this one is done (a notebook that trained a run
+            # would hold it for the kernel's life)
+            release_run_dir(self.run_dir)
 
     def _stop_due(self, stop: StopRequest) -> bool:
         if self.acc.num_processes > 1 and not _due(self.cfg.dist.stop_check_every, self.step):

@@ -126,3 +126,19 @@ def test_a_launch_script_sees_a_live_holder_before_starting_workers(
     finally:
         remote.kill()
         remote.wait(timeout=30)
+
+
+def test_a_finished_or_refused_run_lets_go(tmp_path: Path) -> None:
+    """The lock lived as long as the process: a notebook that trained (or failed to resume) a
+    run kept every later job out of it until the kernel ended."""
+    from tests.integration.tiny_runs import train_tiny
+
+    result = train_tiny("dcgan", tmp_path)
+    holder = _holder(result.run_dir)  # another process takes it: it was let go
+    holder.kill()
+    holder.wait(timeout=30)
+    with pytest.raises(ValueError, match="does not fit"):  # a refused resume lets go too
+        tiny_trainer("dcgan", tmp_path, "train.resume=auto", "model.g_width=8")
+    holder = _holder(result.run_dir)
+    holder.kill()
+    holder.wait(timeout=30)
