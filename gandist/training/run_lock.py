@@ -4,8 +4,8 @@ Why: `train.resume=auto` continues whatever run directory the name points at, so
 the same run name (a resubmission while the requeued original still waits in the queue, a
 copied launch line) both trained into it: interleaved metrics rows, checkpoints of two runs
 under one `latest`, and both reported success. The main process of a run holds an advisory
-lock (`fcntl.flock`, released by the kernel when the process ends, however it ends: no stale
-locks after a kill -9 or a node crash) on `<run>/.gandist.lock` for as long as it lives.
+lock (`fcntl.flock`) on `<run>/.gandist.lock` until the run ends (`release_run_dir`); the
+kernel drops it when the process dies, however it dies, so none goes stale after a kill -9.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ class RunInUse(ValueError):
 
 
 def hold_run_dir(run_dir: Path) -> str:
-    """Lock `run_dir` for the rest of this process; "" when locked (or already held by this
-    process: a second Trainer of one Python session), a note when the filesystem has no locks.
-    Raises RunInUse, naming the holder, when another process holds it."""
+    """Lock `run_dir` until release_run_dir or this process ends; "" when locked (or already
+    held by this process: a second Trainer of one Python session), a note when the filesystem
+    has no locks. Raises RunInUse, naming the holder, when another process holds it."""
     key = str(run_dir.resolve())
     if key in _held:
         return ""
