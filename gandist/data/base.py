@@ -55,3 +55,13 @@ class SourceData:
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
+
+
+def rgb_to_model_range(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """(N, H, W, 3) uint8 RGB -> (N, channels, H, W) float in [-1, 1], the range every model
+    and metric reads; channels 1 takes luma (ITU-R 601 weights), as PIL's "L" mode does."""
+    x = images.permute(0, 3, 1, 2).float()
+    if channels == 1:
+        weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        x = (x * weights).sum(dim=1, keepdim=True)
+    return (x / 127.5 - 1.0).clamp_(-1.0, 1.0).contiguous()

@@ -8,11 +8,11 @@ from gandist.data.shards.format import sanitize_key
 # The image side a source has when data.image_size is 0, where it is fixed: the key then names
 # the size, so a config without data.image_size and one with the same size share the caches
 # (shards, evaluator, reference features). torchvision and shards: the data's own, unknown here.
-DEFAULT_IMAGE_SIZES = {"digits": 32, "shapes": 64, "folder": 64}
+DEFAULT_IMAGE_SIZES = {"digits": 32, "shapes": 64, "glyphs": 32, "folder": 64}
 
 
 # Sources drawn at load (data.n_samples and data.seed say which images): part of their key.
-GENERATED_SOURCES = ("shapes",)
+GENERATED_SOURCES = ("shapes", "glyphs")
 
 
 def source_name(spec: str) -> str:

@@ -27,7 +27,15 @@ def _src(source: str, **kw) -> object:
 
 
 def test_registry_names() -> None:
-    assert set(SOURCES.names()) >= {"digits", "shapes", "toy2d", "points", "torchvision", "folder"}
+    assert set(SOURCES.names()) >= {
+        "digits",
+        "shapes",
+        "glyphs",
+        "toy2d",
+        "points",
+        "torchvision",
+        "folder",
+    }
 
 
 def test_unknown_source_suggests_close_name() -> None:

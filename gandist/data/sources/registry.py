@@ -5,6 +5,7 @@ Built-in sources:
 =====================  ==========================================================================
 ``digits``             scikit-learn's bundled 8x8 digits (no download), resized (sources.digits)
 ``shapes``             procedural iCLEVR-style scenes, 24 multi-hot labels (sources.shapes)
+``glyphs``             5 letters, random place/turn/colour on noise, imbalanced (sources.glyphs)
 ``toy2d:<name>``       ring8 | grid25 | spiral | swissroll 2-D points (sources.toy2d)
 ``points:<path>``      a user's .npy/.npz/.csv/.mat (N, 2) points (sources.toy2d)
 ``torchvision:<Name>`` any torchvision.datasets class, train split (sources.torchvision)
@@ -23,6 +24,7 @@ from gandist.config import DataConfig
 from gandist.data.base import SourceData
 from gandist.data.sources.digits import build_digits
 from gandist.data.sources.folder import build_folder
+from gandist.data.sources.glyphs import build_glyphs
 from gandist.data.sources.shapes import build_shapes
 from gandist.data.sources.torchvision import build_torchvision
 from gandist.data.sources.toy2d import build_points, build_toy2d
@@ -34,6 +36,7 @@ SOURCES: Registry[SourceFactory] = Registry("data source")
 
 SOURCES.register("digits")(build_digits)
 SOURCES.register("shapes")(build_shapes)
+SOURCES.register("glyphs")(build_glyphs)
 SOURCES.register("toy2d")(build_toy2d)
 SOURCES.register("points")(build_points)
 SOURCES.register("torchvision")(build_torchvision)

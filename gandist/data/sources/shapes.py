@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from gandist.config import DataConfig
-from gandist.data.base import DatasetInfo, SourceData
+from gandist.data.base import DatasetInfo, SourceData, rgb_to_model_range
 from gandist.data.keys import DEFAULT_IMAGE_SIZES
 
 COLOURS: tuple[str, ...] = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
@@ -204,11 +204,7 @@ def build_shapes(arg: str, cfg: DataConfig) -> SourceData:
     if channels not in (1, 3):
         raise ValueError(f"data.channels must be 1 or 3 for shapes, got {channels}")
     images, labels = generate(cfg.n_samples or DEFAULT_N, size, cfg.seed)
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
-    if channels == 1:
-        weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-        x = (x * weights).sum(dim=1, keepdim=True)
-    x = (x / 127.5 - 1.0).clamp_(-1.0, 1.0).contiguous()
+    x = rgb_to_model_range(torch.from_numpy(images), channels)
     y = torch.from_numpy(labels)
     info = DatasetInfo(
         kind="image",
