@@ -62,7 +62,7 @@ def _byte_size(text: str) -> int:
 
 
 def _shard_arguments(h: argparse.ArgumentParser) -> None:
-    h.add_argument("source", help="digits | shapes | folder:<path> | torchvision:<Name>")
+    h.add_argument("source", help="digits | shapes | glyphs | folder:<path> | torchvision:<Name>")
     h.add_argument("out_dir", help="directory for data-NNNNNN.tar and dataset.json")
     size = h.add_mutually_exclusive_group()
     size.add_argument("--shard-size", type=int, default=0, help="samples per shard (default 1000)")
@@ -76,7 +76,7 @@ def _shard_arguments(h: argparse.ArgumentParser) -> None:
         "--image-size",
         type=int,
         default=0,
-        help="square side (default: 32 for digits, 64 for shapes and folders, else the "
+        help="square side (default: 32 for digits and glyphs, 64 for shapes and folders, else the "
         "images' own)",
     )
     h.add_argument("--channels", type=int, choices=(1, 3), default=0, help="default: native")

@@ -113,7 +113,8 @@ def _eval_arguments(e: argparse.ArgumentParser) -> None:
 
 def _train_evaluator_arguments(v: argparse.ArgumentParser) -> None:
     v.add_argument(
-        "source", help="digits | shapes | folder:<path> | torchvision:<Name> | shards:<urls>"
+        "source",
+        help="digits | shapes | glyphs | folder:<path> | torchvision:<Name> | shards:<urls>",
     )
     v.add_argument("--image-size", type=int, default=0, help="as the run's data.image_size")
     v.add_argument("--channels", type=int, choices=(1, 3), default=0)

@@ -230,7 +230,7 @@ class DataConfig:
     channels: int = 0  # 0: the source's native channels
     root: str = "data"
     download: bool = False
-    n_samples: int = 0  # generated sources (shapes, toy2d): 0 picks the source default
+    n_samples: int = 0  # generated sources (shapes, glyphs, toy2d): 0 picks the source default
     points_key: str = ""  # variable name inside a .mat/.npz points file
     seed: int = 0  # generation seed for procedural sources
     workers: int = 2  # loader worker processes per training process
