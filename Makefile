@@ -36,7 +36,8 @@ demo: $(STAMP) $(DEMO_EVALUATOR)
 # and ring8 over seeds 0-2, 6 runs, ~1 h on a 2-core CPU), EXPERIMENTS=digits_recipes (dcgan,
 # wgan_gp, gan_mlp, cgan, acgan on digits over seeds 0-2, 15 runs, ~2.5 h), EXPERIMENTS=
 # shapes_recipes (cdcgan_shapes_cpu over seeds 0-2 in bf16, ~2.3 h with THREADS=2 on a CPU with
-# bf16 arithmetic; elsewhere add ARGS=train.precision=no, ~2.5 h).
+# bf16 arithmetic; elsewhere add ARGS=train.precision=no, ~2.5 h), EXPERIMENTS=glyphs_recipes
+# (acgan_digits on the built-in glyphs over seeds 0-2, ~20 min).
 EXPERIMENTS ?= toy2d_optimizers digits_losses faces64 conditional_shapes
 THREADS ?= 1
 SHAPES_EVALUATOR := data/evaluators/shapes-64px-nativec-n1000-seed0/evaluator.safetensors
@@ -49,8 +50,14 @@ SHAPES32_EVALUATOR := data/evaluators/shapes-32px-nativec-n20000-seed0/evaluator
 $(SHAPES32_EVALUATOR): | $(STAMP)
 	$(BIN)/gandist train-evaluator shapes --image-size 32 --n-samples 20000 --epochs 12
 
+# The glyphs evaluator (seconds): the conditional recipe measured on user-like letters.
+GLYPHS_EVALUATOR := data/evaluators/glyphs-32px-nativec-ndefault-seed0/evaluator.safetensors
+$(GLYPHS_EVALUATOR): | $(STAMP)
+	$(BIN)/gandist train-evaluator glyphs
+
 experiments: $(STAMP) $(DEMO_EVALUATOR) $(SHAPES_EVALUATOR) \
-    $(if $(filter shapes_recipes,$(EXPERIMENTS)),$(SHAPES32_EVALUATOR))
+    $(if $(filter shapes_recipes,$(EXPERIMENTS)),$(SHAPES32_EVALUATOR)) \
+    $(if $(filter glyphs_recipes,$(EXPERIMENTS)),$(GLYPHS_EVALUATOR))
 	@for e in $(EXPERIMENTS); do \
 	  $(BIN)/gandist experiments run configs/experiments/$$e --out runs/experiments \
 	    --threads $(THREADS) $(ARGS) || exit 1; \

@@ -51,6 +51,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
             "loss.penalty=r1",
             "loss.r1_gamma=1.0",
             "loss.mode_seeking=1.0",  # pairs within each rank's share of the batch
+            "model.aux_project=false",  # the recipe's projection term scores no packs
             "model.aux_twin=true",  # TAC-GAN's twin head, packed like the classifier
             "train.augment_aux=translation",  # the classifiers' own view: a second D forward
             "optim.d.schedule=cosine",

@@ -58,6 +58,7 @@ RESUMED = {
         "acgan_digits.yaml",
         [
             "loss.mode_seeking=1.0",
+            "model.aux_project=false",  # packs (TECHNIQUES): no projection term
             "model.aux_twin=true",
             "train.augment_aux=translation",
             "model.g_cond_norm=true",

@@ -264,7 +264,7 @@ def test_every_experiment_config_loads_and_says_what_it_reproduces(path: Path) -
 def test_the_experiments_exist() -> None:
     names = {p.parent.name for p in EXPERIMENT_CONFIGS}
     assert {"toy2d_optimizers", "digits_losses", "faces64", "conditional_shapes"} <= names
-    assert {"toy2d_recipes", "digits_recipes"} <= names
+    assert {"toy2d_recipes", "digits_recipes", "glyphs_recipes"} <= names
     assert len([p for p in EXPERIMENT_CONFIGS if p.parent.name == "toy2d_optimizers"]) == 9
 
 
