@@ -8,9 +8,10 @@ can measure a conditional recipe on it without a download (issue #14: recipes fo
 
 Each image is one letter of `LETTERS` (Pillow's bundled scalable font, thickened by a stroke),
 40-62% of the image side tall, turned up to 30 degrees either way, in a random light colour, at a
-random place wholly inside the frame, over per-pixel uniform noise in [0, NOISE_MAX]. Classes
-are drawn with the fixed weights `CLASS_WEIGHTS` (the rarest a quarter as common as the most
-frequent). The letter is rasterised at 4x and averaged down, so edges are antialiased.
+random place wholly inside the frame (a wide letter turned far is shrunk to fit), over per-pixel
+uniform noise in [0, NOISE_MAX]. Classes are drawn with the fixed weights `CLASS_WEIGHTS` (the
+rarest a quarter as common as the most frequent). The letter is rasterised at 4x and averaged
+down, so edges are antialiased.
 
 Sample i depends only on (seed, i), like `shapes`: asking for 2N samples gives the same first N.
 """
@@ -88,12 +89,17 @@ def render_glyph(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
     letter = letter.rotate(
         float(rng.uniform(-_TURN, _TURN)), resample=Image.Resampling.BILINEAR, expand=True
     )
+    if max(letter.size) > big:  # a wide letter turned far: shrink it into the frame, never crop
+        scale = big / max(letter.size)
+        letter = letter.resize(
+            (max(int(letter.width * scale), 1), max(int(letter.height * scale), 1)),
+            Image.Resampling.BILINEAR,
+        )
     w, h = letter.size
-    w, h = min(w, big), min(h, big)
     x0 = int(rng.integers(0, big - w + 1))
     y0 = int(rng.integers(0, big - h + 1))
     cover = np.zeros((big, big), np.float32)
-    cover[y0 : y0 + h, x0 : x0 + w] = np.asarray(letter, np.float32)[:h, :w]
+    cover[y0 : y0 + h, x0 : x0 + w] = np.asarray(letter, np.float32)
     cover = cover.reshape(size, _SS, size, _SS).mean(axis=(1, 3)).clip(0.0, 1.0)[..., None]
     colour = rng.uniform(LETTER_MIN, 255, 3).astype(np.float32)
     noise = rng.uniform(0, NOISE_MAX, (size, size, 3)).astype(np.float32)
