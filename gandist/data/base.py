@@ -6,11 +6,16 @@ WebDataset shard stream) plugs in without touching them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
+
+if TYPE_CHECKING:
+    from gandist.config import DataConfig
 
 LabelType = Literal["none", "class", "multi"]
 
@@ -57,11 +62,39 @@ class SourceData:
         return len(self.dataset)  # type: ignore[arg-type]
 
 
-def rgb_to_model_range(images: torch.Tensor, channels: int) -> torch.Tensor:
-    """(N, H, W, 3) uint8 RGB -> (N, channels, H, W) float in [-1, 1], the range every model
-    and metric reads; channels 1 takes luma (ITU-R 601 weights), as PIL's "L" mode does."""
-    x = images.permute(0, 3, 1, 2).float()
+def generated_rgb_source(
+    cfg: DataConfig,
+    name: str,
+    arg: str,
+    draw: Callable[[int, int, int], tuple[np.ndarray, np.ndarray]],
+    default_size: int,
+    default_n: int,
+    label_type: LabelType,
+    label_names: tuple[str, ...],
+) -> SourceData:
+    """A source drawn at load in memory: `draw(n, size, seed)` gives (n, size, size, 3) uint8 RGB
+    and its labels; this checks the config, converts to [-1, 1] (channels 1 takes luma, ITU-R
+    601 weights, as PIL's "L" mode does) and describes it. Shared by `shapes` and `glyphs`."""
+    if arg:
+        raise ValueError(f"data.source: {name!r} takes no argument, got {cfg.source!r}")
+    size = cfg.image_size or default_size
+    channels = cfg.channels or 3
+    if channels not in (1, 3):
+        raise ValueError(f"data.channels must be 1 or 3 for {name}, got {channels}")
+    images, labels = draw(cfg.n_samples or default_n, size, cfg.seed)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
     if channels == 1:
         weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
         x = (x * weights).sum(dim=1, keepdim=True)
-    return (x / 127.5 - 1.0).clamp_(-1.0, 1.0).contiguous()
+    x = (x / 127.5 - 1.0).clamp_(-1.0, 1.0).contiguous()
+    y = torch.from_numpy(labels)
+    info = DatasetInfo(
+        kind="image",
+        channels=channels,
+        image_size=size,
+        label_type=label_type,
+        num_labels=len(label_names),
+        label_names=label_names,
+        source=cfg.source,
+    )
+    return SourceData(info=info, dataset=TensorDataset(x, y), tensors=(x, y))

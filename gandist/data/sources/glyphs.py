@@ -21,12 +21,10 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
-from torch.utils.data import TensorDataset
 
 from gandist.config import DataConfig
-from gandist.data.base import DatasetInfo, SourceData, rgb_to_model_range
+from gandist.data.base import SourceData, generated_rgb_source
 from gandist.data.keys import DEFAULT_IMAGE_SIZES
 
 LETTERS: tuple[str, ...] = ("A", "B", "D", "G", "W")
@@ -121,23 +119,7 @@ def generate(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_glyphs(arg: str, cfg: DataConfig) -> SourceData:
-    """`glyphs`: `cfg.n_samples or 1000` letters at `cfg.image_size or 32`, in memory."""
-    if arg:
-        raise ValueError(f"data.source: 'glyphs' takes no argument, got {cfg.source!r}")
-    size = cfg.image_size or DEFAULT_SIZE
-    channels = cfg.channels or 3
-    if channels not in (1, 3):
-        raise ValueError(f"data.channels must be 1 or 3 for glyphs, got {channels}")
-    images, labels = generate(cfg.n_samples or DEFAULT_N, size, cfg.seed)
-    x = rgb_to_model_range(torch.from_numpy(images), channels)
-    y = torch.from_numpy(labels)
-    info = DatasetInfo(
-        kind="image",
-        channels=channels,
-        image_size=size,
-        label_type="class",
-        num_labels=len(LETTERS),
-        label_names=LETTERS,
-        source=cfg.source,
+    """`glyphs`: `cfg.n_samples or 1000` images at `cfg.image_size or 32`, in memory."""
+    return generated_rgb_source(
+        cfg, "glyphs", arg, generate, DEFAULT_SIZE, DEFAULT_N, "class", LETTERS
     )
-    return SourceData(info=info, dataset=TensorDataset(x, y), tensors=(x, y))

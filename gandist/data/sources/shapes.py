@@ -21,11 +21,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-from torch.utils.data import TensorDataset
 
 from gandist.config import DataConfig
-from gandist.data.base import DatasetInfo, SourceData, rgb_to_model_range
+from gandist.data.base import SourceData, generated_rgb_source
 from gandist.data.keys import DEFAULT_IMAGE_SIZES
 
 COLOURS: tuple[str, ...] = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
@@ -196,23 +194,7 @@ def generate(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_shapes(arg: str, cfg: DataConfig) -> SourceData:
-    """`shapes`: `cfg.n_samples or 5000` scenes at `cfg.image_size or 64`, in memory."""
-    if arg:
-        raise ValueError(f"data.source: 'shapes' takes no argument, got {cfg.source!r}")
-    size = cfg.image_size or DEFAULT_SIZE
-    channels = cfg.channels or 3
-    if channels not in (1, 3):
-        raise ValueError(f"data.channels must be 1 or 3 for shapes, got {channels}")
-    images, labels = generate(cfg.n_samples or DEFAULT_N, size, cfg.seed)
-    x = rgb_to_model_range(torch.from_numpy(images), channels)
-    y = torch.from_numpy(labels)
-    info = DatasetInfo(
-        kind="image",
-        channels=channels,
-        image_size=size,
-        label_type="multi",
-        num_labels=NUM_LABELS,
-        label_names=LABEL_NAMES,
-        source=cfg.source,
+    """`shapes`: `cfg.n_samples or 5000` images at `cfg.image_size or 64`, in memory."""
+    return generated_rgb_source(
+        cfg, "shapes", arg, generate, DEFAULT_SIZE, DEFAULT_N, "multi", LABEL_NAMES
     )
-    return SourceData(info=info, dataset=TensorDataset(x, y), tensors=(x, y))
