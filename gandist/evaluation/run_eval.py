@@ -1,8 +1,10 @@
 """`gandist eval <run or checkpoint>`: score a saved generator, on one process or many.
 
-Results go to `<run>/evals/step_NNNNNN-<extractor>[-psiP][-drsQ].json` (never over the
-training's own `eval.json`) and, unless tracking is disabled, to a W&B run of job type `eval`
-grouped with the training run, so the scores sit beside its curves.
+Results go to `<run>/evals/step_NNNNNN-<extractor>[-nN][-seedS][-raw][-psiP][-drsQ].json`
+(`eval_record_name`: each setting that changes the scores and differs from the run's own is in
+the name; never over the training's own `eval.json` or an earlier record) and, unless tracking
+is disabled, to a W&B run of job type `eval` grouped with the training run, so the scores sit
+beside its curves.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def evaluate_checkpoint(
     off the main rank)."""
     G, info, ck = load_generator(path, use_ema)
     cfg = load_config(ck / CONFIG, overrides or [])
+    own = load_config(ck / CONFIG, [])
     state = read_trainer_state(ck)
     step = int(state["step"])
     acc = Accelerator(cpu=not torch.cuda.is_available())
@@ -91,8 +94,16 @@ def evaluate_checkpoint(
         **scores,
     }
     run_dir = run_dir_of(ck)
-    tag = extractor_name + ("" if psi == 1.0 else f"-psi{psi:g}") + (f"-drs{q:g}" if q else "")
-    target = Path(out) if out else run_dir / EVALS_DIR / f"step_{step:06d}-{tag}.json"
+    name = eval_record_name(
+        step,
+        extractor_name,
+        n=None if cfg.eval.n_samples == own.eval.n_samples else cfg.eval.n_samples,
+        seed=None if cfg.train.seed == own.train.seed else cfg.train.seed,
+        raw=(ck / "ema_generator.safetensors").is_file() and not record["ema"],
+        psi=psi,
+        rejection=q,
+    )
+    target = Path(out) if out else unused_path(run_dir / EVALS_DIR / name)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(record, indent=2) + "\n")
     numbers = {k: v for k, v in record.items() if isinstance(v, int | float) and k != "step"}
@@ -107,6 +118,38 @@ def evaluate_checkpoint(
         saved=state.get("wandb"),
     )
     return record, target
+
+
+def eval_record_name(
+    step: int,
+    extractor: str,
+    n: int | None = None,
+    seed: int | None = None,
+    raw: bool = False,
+    psi: float = 1.0,
+    rejection: float = 0.0,
+) -> str:
+    """File name of a `gandist eval` record. Scores taken with other settings (more samples,
+    other noise, the raw G beside its EMA, truncation, rejection sampling) get their own name, so
+    comparing them never overwrites the first; `n`/`seed` are None where they are the run's."""
+    tag = extractor
+    tag += "" if n is None else f"-n{n}"
+    tag += "" if seed is None else f"-seed{seed}"
+    tag += "-raw" if raw else ""
+    tag += "" if psi == 1.0 else f"-psi{psi:g}"
+    tag += f"-drs{rejection:g}" if rejection else ""
+    return f"step_{step:06d}-{tag}.json"
+
+
+def unused_path(path: Path) -> Path:
+    """`path`, or `stem-2.json`, `stem-3.json`, ... when it exists: a re-score with settings the
+    name does not carry (an override such as eval.nearest_k) keeps the earlier record."""
+    k = 2
+    found = path
+    while found.exists():
+        found = path.with_name(f"{path.stem}-{k}{path.suffix}")
+        k += 1
+    return found
 
 
 def _toy_extras(cfg) -> dict:

@@ -78,6 +78,11 @@ def test_evaluator_scores_in_training_and_by_gandist_eval(workdir: Path) -> None
     ):
         assert record[key] == pytest.approx(final[key], rel=1e-4, abs=1e-6), key
     assert "fid" in proc.stdout and str(run / "evals") in proc.stdout
+    # other settings, other files: the first record stays as it was
+    run_gandist(["eval", str(run), "--wandb", "disabled", "--n", "64", "--no-ema"], workdir)
+    other = json.loads((run / "evals/step_000004-domain-n64-raw.json").read_text())
+    assert (other["n_samples"], other["ema"]) == (64, False)
+    assert json.loads((run / "evals/step_000004-domain.json").read_text()) == record
     # the truncation trick: its own file, its psi recorded, other samples and other numbers
     run_gandist(["eval", str(run), "--wandb", "disabled", "--truncation", "0.5"], workdir)
     cut = json.loads((run / "evals/step_000004-domain-psi0.5.json").read_text())

@@ -429,6 +429,33 @@ def test_format_scores_folds_per_label_scores_into_one_line_per_family() -> None
     assert lines[0].split()[1] == "2.5000"
 
 
+def test_eval_records_of_other_settings_get_other_names(tmp_path: Path) -> None:
+    """`gandist eval --n 10000` beside the run's 2,000, the raw G beside the EMA, another noise
+    seed: each its own file, so comparing scores never overwrites the first."""
+    from gandist.evaluation.run_eval import eval_record_name, unused_path
+
+    names = [
+        eval_record_name(6000, "domain"),
+        eval_record_name(6000, "domain", n=10000),
+        eval_record_name(6000, "domain", seed=11),
+        eval_record_name(6000, "domain", seed=12),
+        eval_record_name(6000, "domain", raw=True),
+        eval_record_name(6000, "domain", psi=0.7),
+        eval_record_name(6000, "domain", rejection=0.5),
+        eval_record_name(6000, "domain", n=500, seed=0, raw=True, psi=0.5, rejection=0.8),
+    ]
+    assert len(set(names)) == len(names)
+    assert names[0] == "step_006000-domain.json"
+    assert names[-1] == "step_006000-domain-n500-seed0-raw-psi0.5-drs0.8.json"
+    first = tmp_path / names[0]
+    assert unused_path(first) == first
+    first.write_text("{}")
+    second = unused_path(first)
+    assert second.name == "step_006000-domain-2.json"
+    second.write_text("{}")
+    assert unused_path(first).name == "step_006000-domain-3.json"
+
+
 def test_weak_evaluator_threshold_is_met_by_exactly_its_accuracy() -> None:
     """19 of 20 held-out labels right is the threshold, 0.95, not a float32 hair below it."""
     from gandist.evaluation.classifier import EvaluatorSpec
