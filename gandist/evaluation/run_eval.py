@@ -89,6 +89,7 @@ def evaluate_checkpoint(
         "processes": acc.num_processes,
         "ema": use_ema and (ck / "ema_generator.safetensors").is_file(),
         "truncation": psi,
+        **({"label_names": list(info.label_names)} if info.label_names else {}),
         **drs,
         "seconds": round(time.perf_counter() - started, 2),
         **scores,
@@ -160,7 +161,14 @@ def _toy_extras(cfg) -> dict:
 
 def format_scores(record: dict[str, Any]) -> str:
     """Aligned `name value` lines for the terminal; per-label scores (`family/label` keys, e.g.
-    cond_label_accuracy/3) share one line per family, as `label:value` pairs."""
+    cond_label_accuracy/3) share one line per family, as `label:value` pairs. With the record's
+    `label_names` the labels (and the classes cond_label_predicted names) are shown by name, so
+    a folder data set's `cat:0.91` needs no lookup of which index is which class."""
+    names = [str(n).replace(" ", "_") for n in record.get("label_names") or []]
+
+    def named(index: str) -> str:
+        return names[int(index)] if index.isdigit() and int(index) < len(names) else index
+
     rows: list[tuple[str, str]] = []
     families: dict[str, list[str]] = {}
     for k, v in record.items():
@@ -173,7 +181,10 @@ def format_scores(record: dict[str, Any]) -> str:
         if family not in families:
             families[family] = []
             rows.append((family, ""))
-        families[family].append(f"{label}:{v:.3g}")
+        value = f"{v:.3g}"
+        if family == "cond_label_predicted":  # a class index
+            value = named(value)
+        families[family].append(f"{named(label)}:{value}")
     rows = [(k, text or " ".join(families[k])) for k, text in rows]
     width = max((len(k) for k, _ in rows), default=0)
     return "\n".join(f"  {k:<{width}} {text}" for k, text in rows)

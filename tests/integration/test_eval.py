@@ -66,6 +66,8 @@ def test_evaluator_scores_in_training_and_by_gandist_eval(workdir: Path) -> None
     proc = run_gandist(["eval", str(run), "--wandb", "disabled"], workdir)
     record = json.loads((run / "evals/step_000004-domain.json").read_text())
     assert record["processes"] == 1 and record["n_samples"] == 101 and record["ema"]
+    assert record["label_names"] == [str(k) for k in range(10)]  # what the terminal shows
+    assert "cond_label_accuracy" in proc.stdout
     for key in (
         "fid",
         "kid_mean",

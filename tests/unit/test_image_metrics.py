@@ -427,6 +427,10 @@ def test_format_scores_folds_per_label_scores_into_one_line_per_family() -> None
     ]
     assert lines[2].split()[1:] == ["0:0", "1:1"] and lines[3].split()[1:] == ["0:4", "1:1"]
     assert lines[0].split()[1] == "2.5000"
+    # by name where the record has the data's label names (a folder's classes, the glyphs' letters)
+    named = format_scores({**record, "label_names": ["A", "red cube"]}).splitlines()
+    assert named[2].split()[1:] == ["A:0", "red_cube:1"]
+    assert named[3].split()[1:] == ["A:4", "red_cube:red_cube"]  # 4: no such name, the index
 
 
 def test_eval_records_of_other_settings_get_other_names(tmp_path: Path) -> None:
