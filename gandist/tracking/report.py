@@ -57,6 +57,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     status = read_status(run)
     if status:
         status = {k: v for k, v in status.items() if v is not None}  # "signal None"
+        if isinstance(status.get("checkpoint"), str):  # where it is now: runs get moved
+            status["checkpoint"] = str(run / CHECKPOINTS_DIR / Path(status["checkpoint"]).name)
         if isinstance(status.get("time"), (int, float)):
             status = {
                 **status,

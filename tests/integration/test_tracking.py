@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,10 @@ def test_pictures_and_report(workdir: Path) -> None:
     from gandist.tracking.report import write_report
 
     assert write_report(run / "checkpoints" / "step_6") == run / "report.html"
+    # a run moved elsewhere names its checkpoint where it is now, not where it was written
+    moved = shutil.move(run, workdir / "archive" / "ring")
+    page = write_report(moved).read_text()
+    assert f"<td>checkpoint</td><td>{workdir}/archive/ring/checkpoints/step_6</td>" in page
 
 
 def test_unreachable_wandb_falls_back_to_offline(workdir: Path) -> None:
