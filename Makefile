@@ -37,7 +37,8 @@ demo: $(STAMP) $(DEMO_EVALUATOR)
 # wgan_gp, gan_mlp, cgan, acgan on digits over seeds 0-2, 15 runs, ~2.5 h), EXPERIMENTS=
 # shapes_recipes (cdcgan_shapes_cpu over seeds 0-2 in bf16, ~2.3 h with THREADS=2 on a CPU with
 # bf16 arithmetic; elsewhere add ARGS=train.precision=no, ~2.5 h), EXPERIMENTS=glyphs_recipes
-# (acgan_digits on the built-in glyphs over seeds 0-2, ~20 min).
+# (acgan_digits, dcgan_digits as shipped and with DiffAugment, on the built-in glyphs over
+# seeds 0-2, 9 runs, ~2 h).
 EXPERIMENTS ?= toy2d_optimizers digits_losses faces64 conditional_shapes
 THREADS ?= 1
 SHAPES_EVALUATOR := data/evaluators/shapes-64px-nativec-n1000-seed0/evaluator.safetensors
