@@ -44,7 +44,8 @@ def evaluate_checkpoint(
     off the main rank)."""
     G, info, ck = load_generator(path, use_ema)
     cfg = load_config(ck / CONFIG, overrides or [])
-    own = load_config(ck / CONFIG, [])
+    own = load_config(ck / CONFIG, [])  # the run's settings: a record names where it differs
+    has_ema = (ck / "ema_generator.safetensors").is_file()
     state = read_trainer_state(ck)
     step = int(state["step"])
     acc = Accelerator(cpu=not torch.cuda.is_available())
@@ -87,9 +88,9 @@ def evaluate_checkpoint(
         "extractor": extractor_name,
         "n_samples": cfg.eval.n_samples,
         "processes": acc.num_processes,
-        "ema": use_ema and (ck / "ema_generator.safetensors").is_file(),
+        "ema": use_ema and has_ema,
         "truncation": psi,
-        **({"label_names": list(info.label_names)} if info.label_names else {}),
+        **({"label_names": list(info.label_names)} if info.label_type != "none" else {}),
         **drs,
         "seconds": round(time.perf_counter() - started, 2),
         **scores,
@@ -100,7 +101,7 @@ def evaluate_checkpoint(
         extractor_name,
         n=None if cfg.eval.n_samples == own.eval.n_samples else cfg.eval.n_samples,
         seed=None if cfg.train.seed == own.train.seed else cfg.train.seed,
-        raw=(ck / "ema_generator.safetensors").is_file() and not record["ema"],
+        raw=has_ema and not use_ema,
         psi=psi,
         rejection=q,
     )
